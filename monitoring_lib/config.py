@@ -1,0 +1,371 @@
+"""Per-endpoint monitoring config: one YAML file per model endpoint, validated before any work starts.
+
+Secrets never live here: database URLs and tokens come from the environment or Airflow Connections.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from monitoring_lib.errors import ConfigError
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_SECRET_KEYS = re.compile(r"(password|secret|token|api[_-]?key)", re.IGNORECASE)
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Accept '1h', '15m', '30s', '1d' or a timedelta/number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"'{value}' is not a duration like 30s, 15m, 1h or 1d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class ModelInfo(_Frozen):
+    name: str
+    version: str = "1"
+    model_class: str = Field("", alias="class")
+    function_uri: str = ""
+    task: Literal["regression", "classification"] = "regression"
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, v: Any) -> str:
+        return str(v)
+
+
+class SourceConfig(_Frozen):
+    """Where the inference log lives. `table` may be schema-qualified; `sql` is a SELECT used as a view."""
+
+    table: str | None = None
+    sql: str | None = None
+    timestamp_column: str = "timestamp"
+    request_id_column: str = "request_id"
+    numeric_features: tuple[str, ...] = ()
+    categorical_features: tuple[str, ...] = ()
+    prediction_column: str = "prediction"
+    latency_column: str | None = "latency_ms"
+    error_column: str | None = "error"
+
+    @model_validator(mode="after")
+    def _one_of_table_or_sql(self) -> SourceConfig:
+        if bool(self.table) == bool(self.sql):
+            raise ValueError("give exactly one of 'table' or 'sql'")
+        if not self.numeric_features and not self.categorical_features:
+            raise ValueError("list at least one numeric or categorical feature")
+        overlap = set(self.numeric_features) & set(self.categorical_features)
+        if overlap:
+            raise ValueError(f"features listed as both numeric and categorical: {sorted(overlap)}")
+        return self
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.numeric_features + self.categorical_features
+
+    def columns(self) -> list[str]:
+        """Every source column the monitoring reads, in a stable order, without duplicates."""
+        cols = [self.timestamp_column, self.request_id_column, *self.features, self.prediction_column]
+        cols += [c for c in (self.latency_column, self.error_column) if c]
+        return list(dict.fromkeys(cols))
+
+
+class LabelConfig(_Frozen):
+    """Ground truth that lands later, joined to predictions by request id."""
+
+    table: str
+    join_key: str = "request_id"
+    label_column: str = "label"
+    timestamp_column: str | None = None
+
+
+class ScheduleConfig(_Frozen):
+    interval: Duration = timedelta(hours=1)
+    start_date: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    catchup: bool = False
+    grace_period: Duration = timedelta(minutes=5)
+
+    @field_validator("start_date")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("interval must be positive")
+        return v
+
+
+class Band(_Frozen):
+    possible: float
+    detected: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Band:
+        if self.detected < self.possible:
+            raise ValueError("'detected' must be >= 'possible'")
+        return self
+
+
+class FeatureThresholds(_Frozen):
+    """Per-feature tiers on one metric; `calibrated` learns them from reference chunks instead."""
+
+    metric: str = "hellinger"
+    mode: Literal["constant", "calibrated"] = "constant"
+    possible: float = 0.1
+    detected: float = 0.2
+    calibration_k: float = 3.0
+    calibration_chunks: int = 10
+    overrides: dict[str, Band] = Field(default_factory=dict)
+
+
+class DriftConfig(_Frozen):
+    enabled: bool = True
+    metrics: tuple[str, ...] = ("tvd", "hellinger", "kld", "psi", "jensen_shannon", "wasserstein", "ks", "chi_square")
+    bins: int = Field(20, ge=2, le=1000)
+    general: Band = Band(possible=0.5, detected=0.7)
+    feature: FeatureThresholds = FeatureThresholds()
+    endpoint_rule: Literal["worst_feature", "weighted", "worst_or_weighted"] = "worst_feature"
+    feature_importance: dict[str, float] = Field(default_factory=dict)
+    band_k: float = 3.0
+    anomaly_window: int = Field(24, ge=3)
+    anomaly_z: float = 3.0
+
+
+class ExtraExpectation(_Frozen):
+    type: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Literal["critical", "warning"] = "warning"
+
+
+class RowCountBounds(_Frozen):
+    min: int = 1
+    max: int | None = None
+
+
+class QualityConfig(_Frozen):
+    enabled: bool = True
+    on_failure: Literal["compute_drift", "skip_drift", "fail_task"] = "skip_drift"
+    range_tolerance: float = Field(0.1, ge=0)
+    max_unseen_share: float = Field(0.05, ge=0, le=1)
+    row_count: RowCountBounds = RowCountBounds()
+    future_tolerance: Duration = timedelta(minutes=10)
+    extra_expectations: tuple[ExtraExpectation, ...] = ()
+
+
+class DynatraceConfig(_Frozen):
+    enabled: bool = True
+    prefix: str = "mlmon"
+    metrics: tuple[str, ...] = (
+        "general_drift",
+        "tvd_mean",
+        "hellinger_mean",
+        "kld_mean",
+        "drift_status",
+        "feature_drift",
+        "failed_expectations",
+        "predictions",
+        "predictions_per_second",
+        "latency_avg",
+        "latency_p95",
+        "errors",
+        "prediction_mean",
+        "model_performance",
+    )
+    features: tuple[str, ...] = ()
+
+
+class RetrainingConfig(_Frozen):
+    enabled: bool = True
+    target_dag: str = "model_retraining"
+    lookback_intervals: int = Field(3, ge=1)
+    min_detected: int = Field(2, ge=1)
+    cooldown: Duration = timedelta(hours=24)
+    daily_cap: int = Field(1, ge=0)
+    training_callable: str | None = None
+    training_window: Duration = timedelta(days=7)
+    holdout_fraction: float = Field(0.25, gt=0, lt=1)
+
+    @field_validator("training_callable")
+    @classmethod
+    def _callable(cls, v: str | None) -> str | None:
+        if v is not None and not _CALLABLE.match(v):
+            raise ValueError(f"'{v}' is not of the form module.path:function")
+        return v
+
+
+class ApplicationConfig(_Frozen):
+    name: str
+    callable: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("callable")
+    @classmethod
+    def _callable(cls, v: str) -> str:
+        if not _CALLABLE.match(v):
+            raise ValueError(f"'{v}' is not of the form module.path:function")
+        return v
+
+
+class KpiConfig(_Frozen):
+    name: str
+    column: str
+    agg: Literal["sum", "mean", "min", "max", "count"] = "sum"
+
+
+class PerformanceConfig(_Frozen):
+    bucket_column: str | None = None
+    buckets: tuple[float, ...] = ()
+
+
+class EndpointConfig(_Frozen):
+    endpoint_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    project: str
+    model: ModelInfo
+    source: SourceConfig
+    labels: LabelConfig | None = None
+    schedule: ScheduleConfig = ScheduleConfig()
+    compute: Literal["memory", "database"] = "memory"
+    drift: DriftConfig = DriftConfig()
+    quality: QualityConfig = QualityConfig()
+    dynatrace: DynatraceConfig = DynatraceConfig()
+    retraining: RetrainingConfig = RetrainingConfig()
+    applications: tuple[ApplicationConfig, ...] = ()
+    kpis: tuple[KpiConfig, ...] = ()
+    performance: PerformanceConfig = PerformanceConfig()
+    source_file: str = Field("", exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> EndpointConfig:
+        from monitoring_lib.drift.registry import METRICS  # late: the registry imports numpy
+
+        unknown = [m for m in self.drift.metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"drift.metrics: unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+        if self.drift.feature.metric not in METRICS:
+            raise ValueError(f"drift.feature.metric: unknown metric '{self.drift.feature.metric}'")
+        features = set(self.source.features)
+        for section, names in (
+            ("drift.feature_importance", self.drift.feature_importance),
+            ("drift.feature.overrides", self.drift.feature.overrides),
+            ("dynatrace.features", self.dynatrace.features),
+        ):
+            missing = sorted(set(names) - features)
+            if missing:
+                raise ValueError(f"{section}: not a configured feature: {missing}")
+        return self
+
+
+def _reject_secrets(data: Any, path: str = "") -> list[str]:
+    """Config is shared and committed: a key that looks like a secret is an error, not a warning."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if _SECRET_KEYS.search(str(key)):
+                found.append(f"{where}: secrets do not belong in config; use an Airflow Connection or env var")
+            found += _reject_secrets(value, where)
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            found += _reject_secrets(item, f"{path}[{i}]")
+    return found
+
+
+def _format_errors(file: str, exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        reason = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{file}: {field}: {reason}")
+    return problems
+
+
+def load_endpoint_config(path: str | Path) -> EndpointConfig:
+    """Load and validate one file; every problem is reported as `file: field: reason`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError([f"{path}: (file): cannot read: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: (file): not valid YAML: {exc}".replace("\n", " ")]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: (top level): expected a mapping of settings"])
+    secrets = _reject_secrets(data)
+    if secrets:
+        raise ConfigError([f"{path}: {s}" for s in secrets])
+    try:
+        return EndpointConfig.model_validate({**data, "source_file": str(path)})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(str(path), exc)) from exc
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("MLMON_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+
+
+def config_files(directory: str | Path | None = None) -> list[Path]:
+    directory = Path(directory) if directory else config_dir()
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
+def load_all(directory: str | Path | None = None) -> dict[str, EndpointConfig]:
+    """Load every file, collecting all problems before failing so a user fixes them in one pass."""
+    directory = Path(directory) if directory else config_dir()
+    if not directory.is_dir():
+        raise ConfigError([f"{directory}: (directory): config directory does not exist"])
+    configs: dict[str, EndpointConfig] = {}
+    problems: list[str] = []
+    for file in config_files(directory):
+        try:
+            cfg = load_endpoint_config(file)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        if cfg.endpoint_id in configs:
+            other = configs[cfg.endpoint_id].source_file
+            problems.append(f"{file}: endpoint_id: '{cfg.endpoint_id}' is already defined in {other}")
+            continue
+        configs[cfg.endpoint_id] = cfg
+    if problems:
+        raise ConfigError(problems)
+    return configs
+
+
+def get_endpoint(endpoint_id: str, directory: str | Path | None = None) -> EndpointConfig:
+    configs = load_all(directory)
+    if endpoint_id not in configs:
+        known = ", ".join(sorted(configs)) or "none"
+        raise ConfigError([f"{config_dir() if directory is None else directory}: endpoint_id: "
+                           f"no config for '{endpoint_id}' (known: {known})"])
+    return configs[endpoint_id]

@@ -1,0 +1,115 @@
+"""Reference profiles: the learned state drift and quality compare every interval against.
+
+Fitted once per model version (scikit-learn's fit/transform split), stored as JSON in
+`monitoring.reference_profiles`, and never re-read from the training data per interval.
+Numeric counts have len(edges)+1 slots: [below edges[0], bin 1 .. bin n, above edges[-1]];
+bins are closed on the left, the last inner bin also holds edges[-1] exactly.
+Categorical counts have len(categories)+1 slots, the last one being the unseen bucket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class NumericProfile:
+    name: str
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+    count: int
+    null_count: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    quantiles: dict[str, float]
+    kind: Literal["numeric"] = "numeric"
+
+    def __post_init__(self) -> None:
+        if len(self.counts) != len(self.edges) + 1:
+            raise ValueError(f"{self.name}: counts need len(edges)+1 slots (outer bins included)")
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        counts = np.asarray(self.counts, dtype=float)
+        total = counts.sum()
+        return counts / total if total else counts
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    name: str
+    categories: tuple[str, ...]
+    counts: tuple[int, ...]
+    count: int
+    null_count: int
+    kind: Literal["categorical"] = "categorical"
+
+    def __post_init__(self) -> None:
+        if len(self.counts) != len(self.categories) + 1:
+            raise ValueError(f"{self.name}: counts need len(categories)+1 slots (unseen bucket last)")
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        counts = np.asarray(self.counts, dtype=float)
+        total = counts.sum()
+        return counts / total if total else counts
+
+
+ColumnProfile = NumericProfile | CategoricalProfile
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    endpoint_id: str
+    model_version: str
+    features: dict[str, ColumnProfile]
+    prediction: ColumnProfile | None
+    label: ColumnProfile | None
+    row_count: int
+    version: int = 0
+    source: str = ""
+    # calibration[feature][metric] = {"mean": m, "std": s, "chunks": n}: the metric's spread across
+    # interval-sized chunks of the reference itself, for calibrated thresholds.
+    calibration: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # name -> fraction of nulls in the reference, used by quality's `mostly`
+    null_rates: dict[str, float] = field(default_factory=dict)
+
+    def column(self, name: str) -> ColumnProfile:
+        if name in self.features:
+            return self.features[name]
+        if self.prediction is not None and self.prediction.name == name:
+            return self.prediction
+        raise KeyError(f"column '{name}' is not in the reference profile")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
+        def col(d: dict[str, Any] | None) -> ColumnProfile | None:
+            if d is None:
+                return None
+            if d["kind"] == "numeric":
+                return NumericProfile(**{**d, "edges": tuple(d["edges"]), "counts": tuple(d["counts"])})
+            return CategoricalProfile(**{**d, "categories": tuple(d["categories"]), "counts": tuple(d["counts"])})
+
+        return cls(
+            endpoint_id=data["endpoint_id"],
+            model_version=str(data["model_version"]),
+            features={k: col(v) for k, v in data["features"].items()},  # type: ignore[misc]
+            prediction=col(data.get("prediction")),
+            label=col(data.get("label")),
+            row_count=int(data["row_count"]),
+            version=int(data.get("version", 0)),
+            source=data.get("source", ""),
+            calibration=data.get("calibration", {}),
+            null_rates=data.get("null_rates", {}),
+        )
