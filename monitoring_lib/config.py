@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -109,14 +109,14 @@ class LabelConfig(_Frozen):
 
 class ScheduleConfig(_Frozen):
     interval: Duration = timedelta(hours=1)
-    start_date: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start_date: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     catchup: bool = False
     grace_period: Duration = timedelta(minutes=5)
 
     @field_validator("start_date")
     @classmethod
     def _aware(cls, v: datetime) -> datetime:
-        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+        return v if v.tzinfo else v.replace(tzinfo=UTC)
 
     @field_validator("interval")
     @classmethod
@@ -148,6 +148,15 @@ class FeatureThresholds(_Frozen):
     calibration_chunks: int = 10
     overrides: dict[str, Band] = Field(default_factory=dict)
 
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        from monitoring_lib.drift.registry import METRICS
+
+        if v not in METRICS:
+            raise ValueError(f"unknown metric '{v}'; known: {sorted(METRICS)}")
+        return v
+
 
 class DriftConfig(_Frozen):
     enabled: bool = True
@@ -160,6 +169,16 @@ class DriftConfig(_Frozen):
     band_k: float = 3.0
     anomaly_window: int = Field(24, ge=3)
     anomaly_z: float = 3.0
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from monitoring_lib.drift.registry import METRICS  # late: the registry imports numpy
+
+        unknown = [m for m in v if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+        return v
 
 
 class ExtraExpectation(_Frozen):
@@ -267,13 +286,6 @@ class EndpointConfig(_Frozen):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> EndpointConfig:
-        from monitoring_lib.drift.registry import METRICS  # late: the registry imports numpy
-
-        unknown = [m for m in self.drift.metrics if m not in METRICS]
-        if unknown:
-            raise ValueError(f"drift.metrics: unknown metric(s) {unknown}; known: {sorted(METRICS)}")
-        if self.drift.feature.metric not in METRICS:
-            raise ValueError(f"drift.feature.metric: unknown metric '{self.drift.feature.metric}'")
         features = set(self.source.features)
         for section, names in (
             ("drift.feature_importance", self.drift.feature_importance),

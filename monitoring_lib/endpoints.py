@@ -1,0 +1,94 @@
+"""The `model_endpoints` registry: one row per monitored endpoint, the Overview dashboard's table.
+
+The config gives the initial model version; once registered, the version is owned by the registry
+(retraining promotes new versions), so editing config metadata never rolls a promotion back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from monitoring_lib.config import EndpointConfig
+
+
+def ensure_endpoint(conn: psycopg.Connection, cfg: EndpointConfig) -> str:
+    """Register or refresh the endpoint's metadata; returns the model version currently in service."""
+    row = conn.execute(
+        """
+        INSERT INTO monitoring.model_endpoints
+            (endpoint_id, project, model_name, model_version, model_class, function_uri, task)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (endpoint_id) DO UPDATE SET
+            project = EXCLUDED.project, model_name = EXCLUDED.model_name,
+            model_class = EXCLUDED.model_class, function_uri = EXCLUDED.function_uri,
+            task = EXCLUDED.task, updated_at = now()
+        RETURNING model_version
+        """,
+        (cfg.endpoint_id, cfg.project, cfg.model.name, cfg.model.version, cfg.model.model_class,
+         cfg.model.function_uri, cfg.model.task),
+    ).fetchone()
+    return str(row[0])
+
+
+def current_version(conn: psycopg.Connection, endpoint_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s", (endpoint_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def refresh_endpoint_totals(
+    conn: psycopg.Connection, endpoint_id: str, first_ts: datetime | None, last_ts: datetime | None
+) -> None:
+    """Recompute counts from the stored windows (not increments), so re-runs leave identical totals.
+
+    Errors = errors flagged by the model service + bad rows found in extraction + rows failing
+    row-level quality checks, as MLRun's dashboards count invalid timestamps, ids and types.
+    """
+    conn.execute(
+        """
+        WITH runs AS (
+            SELECT coalesce(sum(rows_seen), 0) AS predictions,
+                   coalesce(sum(bad_rows), 0) AS bad,
+                   coalesce(sum((stage_timings->>'dq_failed_rows')::bigint), 0) AS dq_bad
+            FROM monitoring.interval_runs WHERE endpoint_id = %(e)s
+        ), errs AS (
+            SELECT coalesce(sum(value), 0)::bigint AS errors
+            FROM monitoring.operational_metrics WHERE endpoint_id = %(e)s AND metric = 'errors'
+        ), latest AS (
+            SELECT window_start, window_end, drift_status, dq_state FROM monitoring.interval_runs
+            WHERE endpoint_id = %(e)s AND status <> 'failed' ORDER BY window_end DESC LIMIT 1
+        )
+        UPDATE monitoring.model_endpoints m SET
+            prediction_count = runs.predictions,
+            error_count = errs.errors + runs.bad + runs.dq_bad,
+            first_request = CASE WHEN %(first)s::timestamptz IS NULL THEN m.first_request
+                                 ELSE least(m.first_request, %(first)s::timestamptz) END,
+            last_request = CASE WHEN %(last)s::timestamptz IS NULL THEN m.last_request
+                                ELSE greatest(m.last_request, %(last)s::timestamptz) END,
+            last_window_start = latest.window_start, last_window_end = latest.window_end,
+            drift_status = latest.drift_status, dq_state = latest.dq_state, updated_at = now()
+        FROM runs, errs, latest
+        WHERE m.endpoint_id = %(e)s
+        """,
+        {"e": endpoint_id, "first": first_ts, "last": last_ts},
+    )
+
+
+def list_endpoints(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            """
+            SELECT e.endpoint_id, e.project, e.model_name, e.model_version, e.last_window_start,
+                   e.last_window_end, e.prediction_count, e.error_count, e.drift_status, e.dq_state,
+                   r.rows_seen AS last_rows, r.status AS last_status
+            FROM monitoring.model_endpoints e
+            LEFT JOIN monitoring.interval_runs r ON r.endpoint_id = e.endpoint_id
+                 AND r.window_start = e.last_window_start AND r.window_end = e.last_window_end
+            ORDER BY e.project, e.endpoint_id
+            """
+        )
+        return cur.fetchall()

@@ -1,0 +1,89 @@
+"""Bad-row accounting: every defect in an interval is counted and reported, none of them crashes a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from monitoring_lib.config import EndpointConfig
+
+
+@dataclass(frozen=True)
+class BadRowReport:
+    rows: int
+    bad_rows: int  # distinct rows with at least one defect
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def _as_float(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Coerce to float64; returns values and a mask of entries that were present but not numbers."""
+    if pd.api.types.is_bool_dtype(series):
+        series = series.astype("float64")
+    if pd.api.types.is_numeric_dtype(series):
+        return series.to_numpy(dtype="float64", na_value=np.nan), np.zeros(len(series), dtype=bool)
+    coerced = pd.to_numeric(series, errors="coerce")
+    wrong = coerced.isna().to_numpy() & series.notna().to_numpy()
+    return coerced.to_numpy(dtype="float64", na_value=np.nan), wrong
+
+
+def _as_bool(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=bool)
+    text = series.astype("string").str.strip().str.lower()
+    truthy = text.isin(["true", "t", "1", "yes", "y"]).to_numpy(dtype=bool)
+    numeric = pd.to_numeric(series, errors="coerce").fillna(0).to_numpy() != 0
+    return truthy | numeric
+
+
+def normalise_frame(df: pd.DataFrame, cfg: EndpointConfig) -> tuple[pd.DataFrame, BadRowReport]:
+    """Give numeric columns float64 and the error flag bool, counting what had to be treated as missing.
+
+    Rows are never dropped: drift and quality see nulls as nulls, and the counts say how many there were.
+    """
+    src = cfg.source
+    out = df.copy(deep=False)
+    bad = np.zeros(len(df), dtype=bool)
+    reasons: dict[str, int] = {}
+
+    def note(reason: str, mask: np.ndarray) -> None:
+        nonlocal bad
+        count = int(mask.sum())
+        if count:
+            reasons[reason] = reasons.get(reason, 0) + count
+            bad |= mask
+
+    errored = np.zeros(len(df), dtype=bool)
+    if src.error_column and src.error_column in out:
+        out[src.error_column] = _as_bool(out[src.error_column].fillna(False))
+        errored = out[src.error_column].to_numpy(dtype=bool)
+
+    numeric_cols = [*src.numeric_features, src.prediction_column]
+    if src.latency_column:
+        numeric_cols.append(src.latency_column)
+    for col in dict.fromkeys(numeric_cols):
+        if col not in out:
+            continue
+        values, wrong = _as_float(out[col])
+        note(f"wrong_type:{col}", wrong)
+        note(f"non_finite:{col}", np.isinf(values))
+        missing = np.isnan(values) & ~wrong
+        if col == src.prediction_column:
+            missing &= ~errored  # a failed request has no prediction by design; it is counted as an error
+        note(f"null:{col}", missing)
+        values = np.where(np.isinf(values), np.nan, values)
+        out[col] = values
+    for col in src.categorical_features:
+        if col in out:
+            note(f"null:{col}", out[col].isna().to_numpy())
+            out[col] = out[col].astype("string")
+    ts = out[src.timestamp_column] if src.timestamp_column in out else None
+    if ts is not None:
+        out[src.timestamp_column] = pd.to_datetime(ts, utc=True, errors="coerce")
+        note("invalid_timestamp", out[src.timestamp_column].isna().to_numpy())
+    if src.request_id_column in out:
+        ids = out[src.request_id_column]
+        note("null_request_id", ids.isna().to_numpy())
+        note("duplicate_request_id", (ids.duplicated(keep="first") & ids.notna()).to_numpy())
+    return out, BadRowReport(rows=len(df), bad_rows=int(bad.sum()), by_reason=reasons)

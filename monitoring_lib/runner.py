@@ -1,0 +1,328 @@
+"""One monitoring interval end to end: extract once, check, compare, and write every summary in one transaction.
+
+The same function serves the CLI, the Airflow task and tests. Data never leaves this function:
+callers get an `IntervalReport`, small enough for XCom.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from monitoring_lib import __version__
+from monitoring_lib.applications import AppResult, compute_kpis, run_user_applications
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.db import connect
+from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.endpoints import ensure_endpoint, refresh_endpoint_totals
+from monitoring_lib.errors import MonitoringError, QualityGateFailed
+from monitoring_lib.frames import BadRowReport, normalise_frame
+from monitoring_lib.operational import bucket_metrics
+from monitoring_lib.profiles import load_active_profile
+from monitoring_lib.source import read_window
+from monitoring_lib.store import replace_window, upsert
+
+STATUS_RANK = {"no_drift": 0, "possible_drift": 1, "drift_detected": 2}
+
+
+@dataclass(frozen=True)
+class IntervalReport:
+    endpoint_id: str
+    window_start: datetime
+    window_end: datetime
+    status: str  # ok | no_data
+    rows: int
+    bad_rows: int
+    dq_state: str | None
+    drift_status: str | None
+    general_drift: float | None
+    drifted_features: list[str]
+    model_version: str
+    reference_version: int | None
+    dynatrace_lines: int
+    timings: dict[str, float] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["window_start"] = self.window_start.isoformat()
+        data["window_end"] = self.window_end.isoformat()
+        return data
+
+
+@dataclass
+class _Stages:
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - began, 4)
+
+
+def check_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise MonitoringError("window bounds must carry a time zone (e.g. 2026-11-23T10:00:00+00:00)")
+    if end <= start:
+        raise MonitoringError(f"window end {end.isoformat()} must be after its start {start.isoformat()}")
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def run_interval(
+    url: str, cfg: EndpointConfig, start: datetime, end: datetime, *, now: datetime | None = None
+) -> IntervalReport:
+    """Compute and store every summary of [start, end) for one endpoint; safe to repeat."""
+    start, end = check_window(start, end)
+    now = now or datetime.now(timezone.utc)
+    started_at = datetime.now(timezone.utc)
+    stage = _Stages()
+
+    with connect(url) as conn:
+        model_version = ensure_endpoint(conn, cfg)
+        profile = load_active_profile(conn, cfg.endpoint_id, model_version)
+        conn.commit()
+
+    with stage("extract"):
+        raw = read_window(url, cfg, start, end)
+    with stage("normalise"):
+        df, bad = normalise_frame(raw, cfg)
+    del raw
+
+    result = _Computed(bad=bad)
+    if not df.empty:
+        _compute(df, cfg, profile, start, end, now, stage, result)
+
+    with stage("write"), connect(url) as conn:
+        with conn.transaction():
+            result.anomalies = _anomalies(conn, cfg, start, result) if not df.empty else []
+            _write(conn, cfg, start, end, model_version, profile, result, started_at, stage)
+            lines = _stage_dynatrace(conn, cfg, start, end, model_version)
+            ts = df[cfg.source.timestamp_column] if not df.empty else None
+            refresh_endpoint_totals(
+                conn, cfg.endpoint_id,
+                None if ts is None else ts.min().to_pydatetime(),
+                None if ts is None else ts.max().to_pydatetime(),
+            )
+
+    report = IntervalReport(
+        endpoint_id=cfg.endpoint_id,
+        window_start=start,
+        window_end=end,
+        status="no_data" if df.empty else "ok",
+        rows=len(df),
+        bad_rows=bad.bad_rows,
+        dq_state=result.dq_state,
+        drift_status=result.drift_status,
+        general_drift=result.drift.summary.get("general_drift") if result.drift else None,
+        drifted_features=list(result.drift.drifted_features) if result.drift else [],
+        model_version=model_version,
+        reference_version=profile.version if profile else None,
+        dynatrace_lines=lines,
+        timings=stage.timings,
+        reasons=list(result.drift.reasons) if result.drift else [],
+    )
+    if result.dq_state == "failed" and cfg.quality.on_failure == "fail_task":
+        raise QualityGateFailed(
+            f"{cfg.endpoint_id} [{start.isoformat()}, {end.isoformat()}): critical data-quality checks failed "
+            f"({', '.join(result.failed_critical)}); results are stored in monitoring.data_quality_results"
+        )
+    return report
+
+
+@dataclass
+class _Computed:
+    bad: BadRowReport
+    operational: list[tuple[datetime, str, float]] = field(default_factory=list)
+    quality: Any = None
+    dq_state: str | None = None
+    failed_critical: list[str] = field(default_factory=list)
+    drift: Any = None
+    drift_status: str | None = None
+    apps: list[AppResult] = field(default_factory=list)
+    anomalies: list[AppResult] = field(default_factory=list)
+
+
+def _compute(
+    df: pd.DataFrame,
+    cfg: EndpointConfig,
+    profile: ReferenceProfile | None,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    stage: _Stages,
+    out: _Computed,
+) -> None:
+    with stage("operational"):
+        out.operational = bucket_metrics(df, cfg, start, end)
+    if cfg.quality.enabled:
+        from monitoring_lib.quality.validate import run_quality
+
+        with stage("quality"):
+            out.quality = run_quality(df, cfg, profile, start, end, now=now)
+        out.dq_state = out.quality.state
+        out.failed_critical = [r.expectation_id for r in out.quality.results
+                               if not r.success and r.severity == "critical"]
+    skip_drift = out.dq_state == "failed" and cfg.quality.on_failure != "compute_drift"
+    if not cfg.drift.enabled:
+        out.drift_status = "disabled"
+    elif profile is None:
+        out.drift_status = "no_reference"
+    elif skip_drift:
+        out.drift_status = "skipped"
+    else:
+        from monitoring_lib.drift.engine import summarise_and_compute
+
+        with stage("drift"):
+            out.drift = summarise_and_compute(df, profile, cfg)
+        out.drift_status = out.drift.status
+    with stage("applications"):
+        out.apps = compute_kpis(df, cfg.kpis)
+        if out.drift is not None:
+            out.apps += _drift_app_results(out.drift, cfg.drift.feature.metric)
+        out.apps += run_user_applications(df, profile, cfg)
+
+
+def _drift_app_results(drift: Any, feature_metric: str) -> list[AppResult]:
+    """The built-in drift computation seen as one monitoring application, as the Applications dashboard expects."""
+    results = [AppResult("drift", "general_drift", "data_drift", drift.status,
+                         drift.summary.get("general_drift"), {"reasons": list(drift.reasons)})]
+    for row in drift.feature_rows:
+        if row["metric"] == feature_metric:
+            results.append(AppResult("drift", f"feature:{row['feature']}", "feature_drift", row["status"],
+                                     row["value"], {"metric": row["metric"]}))
+    return results
+
+
+def _anomalies(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, out: _Computed) -> list[AppResult]:
+    """Rolling z-scores of this interval's feature means and KPIs against the preceding intervals."""
+    from monitoring_lib.drift.anomaly import rolling_zscores
+
+    current: dict[str, float] = {}
+    if out.drift is not None:
+        for row in out.drift.feature_stats_rows:
+            if row["metric"] == "mean" and row["value"] is not None and math.isfinite(row["value"]):
+                current[f"feature_mean:{row['feature']}"] = float(row["value"])
+    for app in out.apps:
+        if app.application == "kpi" and app.value is not None and math.isfinite(app.value):
+            current[f"kpi:{app.metric}"] = float(app.value)
+    if not current:
+        return []
+    window = cfg.drift.anomaly_window
+    history = pd.DataFrame(
+        conn.execute(
+            """
+            SELECT window_end, 'feature_mean:' || feature AS metric, value FROM monitoring.feature_stats
+             WHERE endpoint_id = %(e)s AND metric = 'mean' AND window_end <= %(s)s
+               AND window_end > %(s)s - %(span)s
+            UNION ALL
+            SELECT window_end, 'kpi:' || metric, value FROM monitoring.app_results
+             WHERE endpoint_id = %(e)s AND application = 'kpi' AND window_end <= %(s)s
+               AND window_end > %(s)s - %(span)s
+            ORDER BY 1
+            """,
+            {"e": cfg.endpoint_id, "s": start, "span": cfg.schedule.interval * (window + 1)},
+        ).fetchall(),
+        columns=["window_end", "metric", "value"],
+    )
+    found = rolling_zscores(history, current, window=window, z=cfg.drift.anomaly_z)
+    return [
+        AppResult("anomaly", a.metric, "anomaly", "anomaly" if a.is_anomaly else "normal", a.zscore,
+                  {"value": a.value, "mean": a.mean, "std": a.std,
+                   "band_low": None if a.std is None else a.mean - cfg.drift.anomaly_z * a.std,
+                   "band_high": None if a.std is None else a.mean + cfg.drift.anomaly_z * a.std})
+        for a in found
+    ]
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _write(
+    conn: psycopg.Connection,
+    cfg: EndpointConfig,
+    start: datetime,
+    end: datetime,
+    model_version: str,
+    profile: ReferenceProfile | None,
+    out: _Computed,
+    started_at: datetime,
+    stage: _Stages,
+) -> None:
+    e = cfg.endpoint_id
+    replace_window(conn, "operational_metrics", e, start, end, ["bucket_start", "metric", "value"],
+                   ["bucket_start", "metric"], out.operational)
+    if out.quality is not None:
+        from monitoring_lib.quality.store import write_quality_results
+
+        write_quality_results(conn, e, start, end, out.quality)
+    else:
+        replace_window(conn, "data_quality_results", e, start, end, [], [], [])
+    drift = out.drift
+    feature_rows, summary_rows, stats_rows = [], [], []
+    if drift is not None:
+        feature_rows = [(r["feature"], r["metric"], _finite(r["value"]), _finite(r["p_value"]),
+                         r["threshold_possible"], r["threshold_detected"], r["status"]) for r in drift.feature_rows]
+        details = {"reasons": list(drift.reasons), "drifted_features": list(drift.drifted_features)}
+        summary_rows = [(metric, _finite(value), drift.status, out.dq_state,
+                         details if metric == "general_drift" else {})
+                        for metric, value in drift.summary.items()]
+        stats_rows = [(r["feature"], r["metric"], _finite(r["value"])) for r in drift.feature_stats_rows]
+    replace_window(conn, "feature_drift", e, start, end,
+                   ["feature", "metric", "value", "p_value", "threshold_possible", "threshold_detected", "status"],
+                   ["feature", "metric"], feature_rows)
+    replace_window(conn, "drift_summary", e, start, end, ["metric", "value", "drift_status", "dq_state", "details"],
+                   ["metric"], summary_rows)
+    replace_window(conn, "feature_stats", e, start, end, ["feature", "metric", "value"], ["feature", "metric"],
+                   stats_rows)
+    replace_window(conn, "app_results", e, start, end,
+                   ["application", "metric", "kind", "status", "value", "extra", "schedule_time"],
+                   ["application", "metric"], [(*a.row(), end) for a in out.apps + out.anomalies])
+    finished_at = datetime.now(timezone.utc)
+    timings: dict[str, Any] = dict(stage.timings)
+    if out.quality is not None:
+        timings["dq_failed_rows"] = int(out.quality.failed_rows)
+    upsert(
+        conn, "interval_runs",
+        ["endpoint_id", "window_start", "window_end", "status", "rows_seen", "bad_rows", "bad_row_details",
+         "dq_state", "drift_status", "model_version", "reference_version", "compute_mode", "stage_timings",
+         "library_version", "error", "started_at", "finished_at", "duration_s"],
+        ["endpoint_id", "window_start", "window_end"],
+        [(e, start, end, "ok" if out.bad.rows else "no_data", out.bad.rows, out.bad.bad_rows, out.bad.by_reason,
+          out.dq_state, out.drift_status, model_version, profile.version if profile else None, cfg.compute,
+          timings, __version__, None, started_at, finished_at, (finished_at - started_at).total_seconds())],
+    )
+
+
+def _stage_dynatrace(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime,
+                     model_version: str) -> int:
+    """Queue this window's Dynatrace lines in the same transaction as its summaries (the outbox)."""
+    if not cfg.dynatrace.enabled:
+        return 0
+    from monitoring_lib.dynatrace.lines import build_interval_lines
+    from monitoring_lib.dynatrace.outbox import stage_lines
+
+    batch = build_interval_lines(conn, cfg, start, end, model_version)
+    return stage_lines(conn, cfg.endpoint_id, start, end, batch)
+
+
+def windows(start: datetime, end: datetime, interval: timedelta) -> list[tuple[datetime, datetime]]:
+    """Consecutive [s, s+interval) windows covering [start, end); a partial last window is not run."""
+    start, end = check_window(start, end)
+    out = []
+    cursor = start
+    while cursor + interval <= end:
+        out.append((cursor, cursor + interval))
+        cursor += interval
+    return out

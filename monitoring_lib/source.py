@@ -1,0 +1,86 @@
+"""Reading the inference log: one Arrow read per interval, identifiers quoted, values bound.
+
+`pandas.read_sql` is ~9x slower than Arrow through ADBC on this stack, so the window is fetched
+with `adbc-driver-postgresql` straight into Arrow and converted to pandas once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from monitoring_lib.config import EndpointConfig, SourceConfig
+from monitoring_lib.errors import DatabaseUnavailableError, SourceError
+
+
+def qualified(name: str) -> sql.Identifier:
+    """`schema.table` or `table` from config, each part quoted as an identifier."""
+    return sql.Identifier(*name.split(".", 1))
+
+
+def source_relation(source: SourceConfig) -> sql.Composable:
+    """The FROM item: the configured table, or the configured SELECT wrapped as a derived table.
+
+    The SQL text of a `sql:` source is config written by the deployer (like a view definition),
+    never user input; it is wrapped, not interpolated with values.
+    """
+    if source.table:
+        return qualified(source.table)
+    return sql.SQL("({}) AS src").format(sql.SQL(source.sql.strip().rstrip(";")))  # type: ignore[union-attr]
+
+
+def window_query(cfg: EndpointConfig, columns: list[str] | None = None, placeholder: str = "$") -> sql.Composed:
+    """SELECT the monitored columns of [start, end); `$` placeholders for ADBC, `%s` for psycopg."""
+    src = cfg.source
+    cols = columns or src.columns()
+    p1, p2 = ("$1", "$2") if placeholder == "$" else ("%s", "%s")
+    return sql.SQL("SELECT {cols} FROM {rel} WHERE {ts} >= {p1} AND {ts} < {p2}").format(
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in cols),
+        rel=source_relation(src),
+        ts=sql.Identifier(src.timestamp_column),
+        p1=sql.SQL(p1),
+        p2=sql.SQL(p2),
+    )
+
+
+def render(query: sql.Composable, conn: psycopg.Connection) -> str:
+    return query.as_string(conn)
+
+
+def read_window(url: str, cfg: EndpointConfig, start: datetime, end: datetime) -> pd.DataFrame:
+    """Fetch the window's rows into pandas through Arrow (one read, no per-row Python)."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with psycopg.connect(url) as pconn:
+        text = render(window_query(cfg), pconn)
+    try:
+        with adbc.connect(url) as aconn, aconn.cursor() as cur:
+            cur.execute(text, (start, end))
+            table = cur.fetch_arrow_table()
+    except adbc.OperationalError as exc:
+        raise DatabaseUnavailableError(f"reading {cfg.endpoint_id}'s source failed: {exc}") from exc
+    except adbc.ProgrammingError as exc:
+        raise SourceError(f"{cfg.endpoint_id}: source query failed: {str(exc).splitlines()[0]}") from exc
+    return table.to_pandas()
+
+
+def count_window(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime) -> int:
+    query = sql.SQL("SELECT count(*) FROM {rel} WHERE {ts} >= %s AND {ts} < %s").format(
+        rel=source_relation(cfg.source), ts=sql.Identifier(cfg.source.timestamp_column)
+    )
+    return int(conn.execute(query, (start, end)).fetchone()[0])
+
+
+def describe_source(conn: psycopg.Connection, source: SourceConfig) -> dict[str, str]:
+    """Column name -> PostgreSQL type name of the live source, without reading any row."""
+    query = sql.SQL("SELECT * FROM {rel} LIMIT 0").format(rel=source_relation(source))
+    with conn.cursor() as cur:
+        cur.execute(query)
+        types = {}
+        for col in cur.description or []:
+            known = conn.adapters.types.get(col.type_code)
+            types[col.name] = known.name if known else f"oid:{col.type_code}"
+    return types

@@ -1,0 +1,77 @@
+"""Writing summary rows: replace a window's rows in one transaction so re-runs never duplicate.
+
+Every result table is keyed by (endpoint_id, window_start, window_end, ...). A re-run deletes the
+window's rows and upserts the new ones, so rows that no longer apply (a feature removed from the
+config) disappear too, and a concurrent writer racing on the same key updates instead of failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+SCHEMA = "monitoring"
+
+
+def table_id(table: str) -> sql.Identifier:
+    return sql.Identifier(SCHEMA, table)
+
+
+def upsert(
+    conn: psycopg.Connection,
+    table: str,
+    columns: Sequence[str],
+    key: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> int:
+    """INSERT ... ON CONFLICT (key) DO UPDATE for many rows, batched through executemany."""
+    if not rows:
+        return 0
+    updates = [c for c in columns if c not in key]
+    conflict = (
+        sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
+        )
+        if updates
+        else sql.SQL("DO NOTHING")
+    )
+    query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) {conflict}").format(
+        t=table_id(table),
+        cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        vals=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        key=sql.SQL(", ").join(map(sql.Identifier, key)),
+        conflict=conflict,
+    )
+    prepared = [tuple(Jsonb(v) if isinstance(v, (dict, list)) else v for v in row) for row in rows]
+    with conn.cursor() as cur:
+        cur.executemany(query, prepared)
+    return len(prepared)
+
+
+def delete_window(conn: psycopg.Connection, table: str, endpoint_id: str, start: datetime, end: datetime) -> None:
+    query = sql.SQL("DELETE FROM {t} WHERE endpoint_id = %s AND window_start = %s AND window_end = %s").format(
+        t=table_id(table)
+    )
+    conn.execute(query, (endpoint_id, start, end))
+
+
+def replace_window(
+    conn: psycopg.Connection,
+    table: str,
+    endpoint_id: str,
+    start: datetime,
+    end: datetime,
+    columns: Sequence[str],
+    key_extra: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> int:
+    """Rows are given without the three window columns; they are prefixed here."""
+    delete_window(conn, table, endpoint_id, start, end)
+    full_cols = ["endpoint_id", "window_start", "window_end", *columns]
+    key = ["endpoint_id", "window_start", "window_end", *key_extra]
+    return upsert(conn, table, full_cols, key, [(endpoint_id, start, end, *row) for row in rows])

@@ -1,0 +1,99 @@
+"""`mlmon validate-config`: every file, every field, and every column against the live database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import psycopg
+
+from monitoring_lib.config import EndpointConfig, config_dir, config_files, load_endpoint_config
+from monitoring_lib.db import connect
+from monitoring_lib.errors import ConfigError
+from monitoring_lib.source import describe_source
+
+NUMERIC_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric", "smallint", "integer", "bigint",
+                 "real", "double precision"}
+TIME_TYPES = {"timestamptz", "timestamp", "timestamp with time zone", "timestamp without time zone"}
+
+
+def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
+    """Problems as `file: field: reason` for columns missing from, or mistyped in, the live source."""
+    file, src = cfg.source_file, cfg.source
+    relation = src.table or "source.sql"
+    try:
+        columns = describe_source(conn, src)
+    except psycopg.Error as exc:
+        conn.rollback()
+        field = "source.table" if src.table else "source.sql"
+        return [f"{file}: {field}: {str(exc).strip().splitlines()[0]}"]
+    problems = []
+
+    def need(field: str, column: str | None, kinds: set[str] | None = None, what: str = "") -> None:
+        if column is None:
+            return
+        if column not in columns:
+            problems.append(f"{file}: {field}: column '{column}' not found in {relation}")
+        elif kinds is not None and columns[column] not in kinds:
+            problems.append(f"{file}: {field}: column '{column}' is {columns[column]}, expected {what}")
+
+    need("source.timestamp_column", src.timestamp_column, TIME_TYPES, "a timestamp")
+    need("source.request_id_column", src.request_id_column)
+    for name in src.numeric_features:
+        need("source.numeric_features", name, NUMERIC_TYPES, "a numeric type")
+    for name in src.categorical_features:
+        need("source.categorical_features", name)
+    need("source.prediction_column", src.prediction_column)
+    need("source.latency_column", src.latency_column, NUMERIC_TYPES, "a numeric type")
+    need("source.error_column", src.error_column)
+    for kpi in cfg.kpis:
+        need(f"kpis.{kpi.name}.column", kpi.column, NUMERIC_TYPES, "a numeric type")
+    if cfg.labels is not None:
+        from monitoring_lib.config import SourceConfig
+
+        label_src = SourceConfig(table=cfg.labels.table, numeric_features=(cfg.labels.label_column,))
+        try:
+            label_cols = describe_source(conn, label_src)
+        except psycopg.Error as exc:
+            conn.rollback()
+            return [*problems, f"{file}: labels.table: {str(exc).strip().splitlines()[0]}"]
+        wanted = (("labels.join_key", cfg.labels.join_key), ("labels.label_column", cfg.labels.label_column),
+                  ("labels.timestamp_column", cfg.labels.timestamp_column))
+        for field, column in wanted:
+            if column is not None and column not in label_cols:
+                problems.append(f"{file}: {field}: column '{column}' not found in {cfg.labels.table}")
+    return problems
+
+
+def validate_configs(
+    directory: str | Path | None,
+    *,
+    check_database: bool,
+    database: Callable[[], AbstractContextManager[str]],
+) -> tuple[list[str], int]:
+    directory = Path(directory) if directory else config_dir()
+    files = config_files(directory)
+    if not directory.is_dir():
+        return [f"{directory}: (directory): config directory does not exist"], 0
+    if not files:
+        return [f"{directory}: (directory): no *.yaml config files found"], 0
+    problems: list[str] = []
+    valid: list[EndpointConfig] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        try:
+            cfg = load_endpoint_config(file)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        if cfg.endpoint_id in seen:
+            problems.append(f"{file}: endpoint_id: '{cfg.endpoint_id}' is already defined in {seen[cfg.endpoint_id]}")
+            continue
+        seen[cfg.endpoint_id] = str(file)
+        valid.append(cfg)
+    if check_database and valid:
+        with database() as url, connect(url) as conn:
+            for cfg in valid:
+                problems += check_columns(conn, cfg)
+    return problems, len(files)

@@ -1,0 +1,123 @@
+from datetime import timedelta
+
+import psycopg
+
+from monitoring_lib.runner import run_interval
+from tests.sources import WINDOW_END, WINDOW_START, insert_rows, make_config, seed_source
+
+RESULT_TABLES = {
+    "operational_metrics": "bucket_start, metric",
+    "feature_drift": "feature, metric",
+    "drift_summary": "metric",
+    "feature_stats": "feature, metric",
+    "data_quality_results": "expectation_id",
+    "app_results": "application, metric",
+}
+
+
+def snapshot(conn: psycopg.Connection) -> dict:
+    snap = {}
+    for table, order in RESULT_TABLES.items():
+        snap[table] = conn.execute(f"SELECT * FROM monitoring.{table} ORDER BY window_start, {order}").fetchall()
+    snap["interval_runs"] = conn.execute(
+        "SELECT endpoint_id, window_start, window_end, status, rows_seen, bad_rows, bad_row_details, dq_state,"
+        " drift_status FROM monitoring.interval_runs ORDER BY window_start"
+    ).fetchall()
+    snap["model_endpoints"] = conn.execute(
+        "SELECT endpoint_id, first_request, last_request, prediction_count, error_count, drift_status"
+        " FROM monitoring.model_endpoints"
+    ).fetchall()
+    return snap
+
+
+def test_one_interval_records_run_operational_metrics_and_endpoint(conn, db_url):
+    rows = seed_source(conn)
+    cfg = make_config()
+    report = run_interval(db_url, cfg, WINDOW_START, WINDOW_END)
+
+    in_window = [r for r in rows if WINDOW_START <= r[1] < WINDOW_END]
+    assert report.status == "ok"
+    assert report.rows == len(in_window) == 600
+    assert report.drift_status == "no_reference"
+    run = conn.execute("SELECT status, rows_seen, library_version, stage_timings FROM monitoring.interval_runs").fetchone()
+    assert run[0] == "ok" and run[1] == 600 and run[2]
+    assert {"extract", "normalise", "operational", "applications"} <= set(run[3])
+    assert "write" in report.timings
+
+    ops = dict(conn.execute(
+        "SELECT metric, sum(value) FROM monitoring.operational_metrics WHERE metric IN ('predictions', 'errors')"
+        " GROUP BY metric").fetchall())
+    assert ops["predictions"] == 600
+    assert ops["errors"] == sum(1 for r in in_window if r[7])
+    buckets = conn.execute("SELECT count(DISTINCT bucket_start) FROM monitoring.operational_metrics").fetchone()[0]
+    assert buckets == 12
+    p95 = conn.execute("SELECT count(*) FROM monitoring.operational_metrics WHERE metric = 'latency_p95'").fetchone()
+    assert p95[0] == 12
+
+    endpoint = conn.execute(
+        "SELECT first_request, last_request, prediction_count, error_count, model_version"
+        " FROM monitoring.model_endpoints WHERE endpoint_id = 'claims-test'").fetchone()
+    assert endpoint[0] == min(r[1] for r in in_window)
+    assert endpoint[1] == max(r[1] for r in in_window)
+    assert endpoint[2] == 600
+    assert endpoint[3] == ops["errors"]
+    assert endpoint[4] == "1"
+    kpi = conn.execute("SELECT value FROM monitoring.app_results WHERE application = 'kpi'").fetchone()[0]
+    assert abs(kpi - sum(r[2] for r in in_window)) < 1e-6
+
+
+def test_running_the_same_interval_twice_leaves_identical_rows(conn, db_url):
+    seed_source(conn)
+    cfg = make_config()
+    run_interval(db_url, cfg, WINDOW_START, WINDOW_END)
+    first = snapshot(conn)
+    run_interval(db_url, cfg, WINDOW_START, WINDOW_END)
+    second = snapshot(conn)
+    assert first == second
+    assert len(first["operational_metrics"]) > 0
+
+
+def test_empty_window_records_no_data(conn, db_url):
+    seed_source(conn)
+    cfg = make_config()
+    later = WINDOW_START + timedelta(days=3)
+    report = run_interval(db_url, cfg, later, later + timedelta(hours=1))
+    assert report.status == "no_data" and report.rows == 0
+    status = conn.execute("SELECT status, rows_seen FROM monitoring.interval_runs").fetchone()
+    assert status == ("no_data", 0)
+    assert conn.execute("SELECT count(*) FROM monitoring.operational_metrics").fetchone()[0] == 0
+
+
+def test_bad_rows_are_counted_not_fatal(conn, db_url):
+    seed_source(conn, n=100)
+    t = WINDOW_START + timedelta(minutes=30)
+    insert_rows(conn, [
+        ("r1", t, float("nan"), 3.0, "north", 1.0, 5.0, False),          # duplicate id, NaN feature
+        ("inf", t, float("inf"), 3.0, "north", float("-inf"), 5.0, False),  # infinities
+        ("nul", t, None, None, None, 2.0, None, None),                  # nulls everywhere
+    ])
+    conn.commit()
+    report = run_interval(db_url, make_config(), WINDOW_START, WINDOW_END)
+    assert report.rows == 103
+    assert report.bad_rows == 3
+    details = conn.execute("SELECT bad_row_details FROM monitoring.interval_runs").fetchone()[0]
+    assert details["duplicate_request_id"] == 1
+    assert details["non_finite:claimed_amount"] == 1
+    assert details["non_finite:prediction"] == 1
+    assert details["null:claimed_amount"] == 2  # the NaN row and the null row
+    assert details["null:region"] == 1
+
+
+def test_wrong_types_in_a_text_column_are_counted(conn, db_url):
+    from tests.sources import clean_rows, create_inference_table
+
+    create_inference_table(conn, vehicle_age_type="text")
+    rows = clean_rows(50)
+    rows[0] = (*rows[0][:3], "old", *rows[0][4:])
+    rows[1] = (*rows[1][:3], "12", *rows[1][4:])
+    insert_rows(conn, rows)
+    conn.commit()
+    report = run_interval(db_url, make_config(), WINDOW_START, WINDOW_END)
+    details = conn.execute("SELECT bad_row_details FROM monitoring.interval_runs").fetchone()[0]
+    assert report.rows == 50
+    assert details == {"wrong_type:vehicle_age": 1} or details.get("wrong_type:vehicle_age") == 1
