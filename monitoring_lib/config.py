@@ -105,6 +105,7 @@ class LabelConfig(_Frozen):
     join_key: str = "request_id"
     label_column: str = "label"
     timestamp_column: str | None = None
+    lookback: Duration = timedelta(hours=24)  # how far back late labels still recompute performance
 
 
 class ScheduleConfig(_Frozen):
@@ -142,11 +143,18 @@ class FeatureThresholds(_Frozen):
 
     metric: str = "hellinger"
     mode: Literal["constant", "calibrated"] = "constant"
-    possible: float = 0.1
-    detected: float = 0.2
+    # None: the metric's registered default for that tier (hellinger 0.1 / 0.15)
+    possible: float | None = None
+    detected: float | None = None
     calibration_k: float = 3.0
-    calibration_chunks: int = 10
+    calibration_chunks: int = Field(10, ge=2)
     overrides: dict[str, Band] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeatureThresholds:
+        if self.possible is not None and self.detected is not None and self.detected < self.possible:
+            raise ValueError("'detected' must be >= 'possible'")
+        return self
 
     @field_validator("metric")
     @classmethod

@@ -21,15 +21,16 @@ def qualified(name: str) -> sql.Identifier:
     return sql.Identifier(*name.split(".", 1))
 
 
-def source_relation(source: SourceConfig) -> sql.Composable:
+def source_relation(source: SourceConfig, alias: str = "src") -> sql.Composable:
     """The FROM item: the configured table, or the configured SELECT wrapped as a derived table.
 
     The SQL text of a `sql:` source is config written by the deployer (like a view definition),
     never user input; it is wrapped, not interpolated with values.
     """
     if source.table:
-        return qualified(source.table)
-    return sql.SQL("({}) AS src").format(sql.SQL(source.sql.strip().rstrip(";")))  # type: ignore[union-attr]
+        return sql.SQL("{} AS {}").format(qualified(source.table), sql.Identifier(alias))
+    body = sql.SQL(source.sql.strip().rstrip(";"))  # type: ignore[union-attr]
+    return sql.SQL("({}) AS {}").format(body, sql.Identifier(alias))
 
 
 def window_query(cfg: EndpointConfig, columns: list[str] | None = None, placeholder: str = "$") -> sql.Composed:

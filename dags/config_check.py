@@ -1,0 +1,30 @@
+"""Surfaces invalid endpoint configs as an import error in the Airflow UI (file, field and reason).
+
+The monitoring DAG file skips files that fail validation so other endpoints keep running; this
+file fails to import instead, so the problem is visible where operators look. Parsing reads YAML only.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from monitoring_lib.config import config_files, load_endpoint_config
+from monitoring_lib.errors import ConfigError
+
+_problems: list[str] = []
+for _file in config_files():
+    try:
+        load_endpoint_config(_file)
+    except ConfigError as _exc:
+        _problems += _exc.problems
+if _problems:
+    raise ConfigError(_problems)
+
+
+@dag(dag_id="mlmon_config_check", schedule=None, tags=["model-monitoring"], default_args={"retries": 0},
+     doc_md="Imports cleanly only while every file in the config directory is valid; run `mlmon validate-config`.")
+def mlmon_config_check() -> None:
+    """No tasks: its presence in the UI means every monitoring config validated."""
+
+
+mlmon_config_check()

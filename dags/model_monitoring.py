@@ -1,0 +1,101 @@
+"""One monitoring DAG per endpoint config in `configs/` (or `$MLMON_CONFIG_DIR`).
+
+Per-endpoint DAGs rather than one mapped DAG: each endpoint keeps its own interval, start date,
+catchup and `max_active_runs=1` (windows land in order), and operators pause, backfill or clear one
+model without touching the others. Parsing reads YAML only: no database, Variable or network.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Asset, DeltaDataIntervalTimetable, Param, PokeReturnValue, dag, task
+
+from monitoring_lib.config import config_files, load_endpoint_config
+from monitoring_lib.errors import ConfigError
+
+DOC = """### Monitoring of `{e}` ({p}, model `{m}`)
+Every {i}: wait for the window's late rows, then **compute_interval** (extract, GX quality, drift, summaries,
+Dynatrace outbox, in one transaction), **push_dynatrace**, **model_performance** (late labels), and
+**decide_retraining** → **trigger_retraining** (`{t}`, deterministic run id: re-runs never retrain twice).
+
+Triage: *compute_interval* failed without retry = critical data-quality failure or bad config (see
+`monitoring.data_quality_results`, `mlmon validate-config`); retrying = database unreachable.
+*push_dynatrace* failing never affects stored results; the outbox resends on the next run.
+Manual runs: set `window_start`/`window_end` (ISO) or leave empty for the last whole interval.
+"""
+SUMMARY_ASSETS = [Asset(name=f"monitoring.{t}", uri=f"mlmon://monitoring/{t}") for t in (
+    "drift_summary", "feature_drift", "feature_stats", "data_quality_results", "operational_metrics", "app_results")]
+
+
+def build(cfg):  # noqa: ANN001, ANN201
+    e = cfg.endpoint_id
+
+    @dag(dag_id=f"monitor__{e}", schedule=DeltaDataIntervalTimetable(cfg.schedule.interval),
+         start_date=cfg.schedule.start_date, catchup=cfg.schedule.catchup, max_active_runs=1,
+         tags=["model-monitoring", cfg.project, e], render_template_as_native_obj=True,
+         doc_md=DOC.format(e=e, p=cfg.project, m=cfg.model.name, i=cfg.schedule.interval, t=cfg.retraining.target_dag),
+         default_args={"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
+                       "max_retry_delay": timedelta(minutes=15)},
+         params={"window_start": Param(None, type=["null", "string"], description="ISO start (manual runs)"),
+                 "window_end": Param(None, type=["null", "string"], description="ISO end (manual runs)"),
+                 "force_recompute": Param(False, type="boolean", description="recompute even if up to date")})
+    def monitor():
+        @task.sensor(poke_interval=60, timeout=cfg.schedule.grace_period.total_seconds() + 3600, mode="reschedule")
+        def wait_for_data(data_interval_start=None, data_interval_end=None, params=None) -> PokeReturnValue:
+            from monitoring_lib.schedule import grace_passed, resolve_window
+            start, end = resolve_window(data_interval_start, data_interval_end, cfg.schedule.interval,
+                                        cfg.schedule.start_date, params["window_start"], params["window_end"])
+            done = grace_passed(end, cfg.schedule.grace_period)
+            return PokeReturnValue(is_done=done, xcom_value={"start": start.isoformat(), "end": end.isoformat()})
+
+        @task(outlets=SUMMARY_ASSETS)
+        def compute_interval(window: dict, params=None) -> dict:
+            from mlmon_airflow import database_url, task_errors
+
+            from monitoring_lib.runner import compute_or_reuse
+            with task_errors():
+                return compute_or_reuse(database_url(), cfg, window, force=params["force_recompute"])
+
+        @task(retries=6, retry_delay=timedelta(minutes=1))
+        def push_dynatrace(report: dict) -> dict:
+            from mlmon_airflow import database_url, dynatrace_client, task_errors
+            from monitoring_lib.dynatrace.command import push_from_task
+            with task_errors():
+                return push_from_task(database_url(), dynatrace_client(), e)
+
+        @task
+        def model_performance(report: dict) -> dict:
+            from mlmon_airflow import database_url, task_errors
+            from monitoring_lib.performance import recompute_recent
+            with task_errors():
+                return recompute_recent(database_url(), cfg, report["window_end"])
+
+        @task.short_circuit
+        def decide_retraining(report: dict):  # noqa: ANN202 - the trigger's conf, or False
+            from mlmon_airflow import database_url, task_errors
+
+            from monitoring_lib.retraining.decisions import decide_for_report
+            with task_errors():
+                return decide_for_report(database_url(), cfg, report)
+
+        trigger = TriggerDagRunOperator(
+            task_id="trigger_retraining", trigger_dag_id=cfg.retraining.target_dag,
+            trigger_run_id="{{ ti.xcom_pull(task_ids='decide_retraining')['run_id'] }}",
+            conf="{{ ti.xcom_pull(task_ids='decide_retraining') }}",
+            skip_when_already_exists=True, fail_when_dag_is_paused=True, retries=2)
+        report = compute_interval(wait_for_data())
+        push_dynatrace(report)
+        model_performance(report)
+        decide_retraining(report) >> trigger
+
+    return monitor()
+
+
+for _file in config_files():
+    try:
+        _cfg = load_endpoint_config(_file)
+    except ConfigError:
+        continue  # reported by dags/config_check.py, so one broken file never hides the other endpoints
+    globals()[f"monitor__{_cfg.endpoint_id}"] = build(_cfg)

@@ -1,0 +1,159 @@
+"""Fit a reference profile once per model version; every interval is then compared with it.
+
+Numeric columns get equal-width bins over the reference [min, max] plus two open outer bins, so
+later values beyond the training range are counted rather than dropped. Categorical columns keep
+their category frequencies plus an unseen bucket. Calibration measures how much each metric moves
+between chunks of the reference itself, which calibrated thresholds build on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.engine import column_metric
+from monitoring_lib.drift.profile import (
+    QUANTILES,
+    CategoricalProfile,
+    ColumnProfile,
+    NumericProfile,
+    ReferenceProfile,
+)
+from monitoring_lib.drift.summaries import (
+    QUANTILE_KEYS,
+    bin_counts,
+    category_counts,
+    summarise_frame,
+)
+from monitoring_lib.errors import SourceError
+
+
+def finite_values(raw: pd.Series) -> np.ndarray:
+    """Numeric values with NaN, ±inf and non-numeric entries removed (they count as nulls here)."""
+    x = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return x[np.isfinite(x)]
+
+
+def numeric_edges(lo: float, hi: float, bins: int) -> np.ndarray:
+    """Equal-width edges over [lo, hi]; a constant column gets a narrow band around its value."""
+    if hi > lo:
+        return np.linspace(lo, hi, bins + 1)
+    pad = max(abs(lo) * 1e-6, 1e-9)
+    return np.linspace(lo - pad, hi + pad, bins + 1)
+
+
+def fit_numeric(name: str, raw: pd.Series, bins: int) -> NumericProfile:
+    v = finite_values(raw)
+    if v.size == 0:
+        raise SourceError(f"cannot fit a reference for numeric column '{name}': it has no finite values")
+    lo, hi = float(v.min()), float(v.max())
+    edges = numeric_edges(lo, hi, bins)
+    return NumericProfile(
+        name=name,
+        edges=tuple(float(e) for e in edges),
+        counts=tuple(int(c) for c in bin_counts(v, edges)),
+        count=int(v.size),
+        null_count=int(len(raw) - v.size),
+        mean=float(v.mean()),
+        std=float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        min=lo,
+        max=hi,
+        quantiles=dict(zip(QUANTILE_KEYS, (float(q) for q in np.quantile(v, QUANTILES)), strict=True)),
+    )
+
+
+def fit_categorical(name: str, raw: pd.Series) -> CategoricalProfile:
+    freq = category_counts(raw)
+    if not freq:
+        raise SourceError(f"cannot fit a reference for categorical column '{name}': it has no values")
+    ordered = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))
+    return CategoricalProfile(
+        name=name,
+        categories=tuple(k for k, _ in ordered),
+        counts=(*(c for _, c in ordered), 0),
+        count=sum(freq.values()),
+        null_count=int(raw.isna().sum()),
+    )
+
+
+def fit_inferred(name: str, raw: pd.Series, bins: int) -> ColumnProfile:
+    """Predictions and labels: numeric dtype gets a histogram, anything else (classes) frequencies."""
+    if is_numeric_dtype(raw.dtype) and not is_bool_dtype(raw.dtype):
+        return fit_numeric(name, raw, bins)
+    return fit_categorical(name, raw)
+
+
+def calibrate(
+    df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Each metric's mean/std over reference chunks compared with the whole reference.
+
+    Chunks are contiguous (a time-ordered reference keeps its temporal variation). Their size is
+    len(reference)/chunks; metric noise shrinks with sample size, so chunks near the interval size
+    give the most faithful thresholds.
+    """
+    chunks = min(cfg.drift.feature.calibration_chunks, len(df))
+    if chunks < 2:
+        return {}
+    names = list(dict.fromkeys((*cfg.drift.metrics, cfg.drift.feature.metric)))
+    features = list(profile.features)
+    values: dict[str, dict[str, list[float]]] = {f: {m: [] for m in names} for f in features}
+    for idx in np.array_split(np.arange(len(df)), chunks):
+        summaries = summarise_frame(df.iloc[idx], profile, features, cfg.drift.band_k)
+        for feature in features:
+            col = profile.features[feature]
+            for name in names:
+                result = column_metric(name, col, summaries[feature].counts)
+                if result is not None and np.isfinite(result.value):
+                    values[feature][name].append(result.value)
+    return {
+        feature: {
+            name: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                   "chunks": float(len(v))}
+            for name, v in per_metric.items() if v
+        }
+        for feature, per_metric in values.items()
+    }
+
+
+def fit_reference(
+    df: pd.DataFrame, cfg: EndpointConfig, *, source: str, label: pd.Series | None = None
+) -> ReferenceProfile:
+    """Learn the reference profile (bins, moments, frequencies, null rates, calibration) once."""
+    src = cfg.source
+    needed = [*src.features, src.prediction_column]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise SourceError(f"reference data for '{cfg.endpoint_id}' lacks configured columns: {missing}")
+    if df.empty:
+        raise SourceError(f"reference data for '{cfg.endpoint_id}' has no rows")
+    bins = cfg.drift.bins
+    features: dict[str, ColumnProfile] = {}
+    for name in src.numeric_features:
+        features[name] = fit_numeric(name, df[name], bins)
+    for name in src.categorical_features:
+        features[name] = fit_categorical(name, df[name])
+    prediction = fit_inferred(src.prediction_column, df[src.prediction_column], bins)
+    label_profile = None
+    if label is not None:
+        label_name = cfg.labels.label_column if cfg.labels else (label.name or "label")
+        label_profile = fit_inferred(str(label_name), label, bins)
+    rows = len(df)
+    null_rates = {c.name: c.null_count / rows for c in (*features.values(), prediction)}
+    if label_profile is not None and len(label):
+        null_rates[label_profile.name] = label_profile.null_count / len(label)
+    profile = ReferenceProfile(
+        endpoint_id=cfg.endpoint_id,
+        model_version=cfg.model.version,
+        features=features,
+        prediction=prediction,
+        label=label_profile,
+        row_count=rows,
+        source=source,
+        null_rates=null_rates,
+    )
+    return replace(profile, calibration=calibrate(df, profile, cfg))

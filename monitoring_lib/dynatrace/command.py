@@ -1,0 +1,56 @@
+"""Entry points for pushing the outbox: `mlmon dynatrace push`, the Airflow task, and the demo's file export."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TextIO
+
+from monitoring_lib.db import connect
+from monitoring_lib.dynatrace.client import URL_ENV, IngestClient, client_from_env
+from monitoring_lib.dynatrace.outbox import pending_lines, push_pending
+from monitoring_lib.errors import DynatraceUnavailableError
+
+
+def push_command(url: str, *, dry_run: bool, endpoint_id: str | None, out: TextIO) -> int:
+    """CLI: print pending lines (dry run) or push them with the client from the environment."""
+    if dry_run:
+        with connect(url) as conn:
+            lines = pending_lines(conn, endpoint_id=endpoint_id)
+        for line in lines:
+            out.write(line.line + "\n")
+        out.write(f"# {len(lines)} pending line(s) would be sent; nothing was sent\n")
+        return 0
+    with client_from_env() as client:
+        report = push_pending(lambda: connect(url), client, endpoint_id=endpoint_id)
+    out.write(f"sent {report.sent}, invalid {report.invalid}, expired {report.expired}, "
+              f"held back {report.skipped}, batches {report.batches}, retries {report.retries}\n")
+    for error in report.errors:
+        out.write(f"error: {error}\n")
+    return 0 if not report.errors else 3
+
+
+def push_from_task(url: str, client: IngestClient | None, endpoint_id: str) -> dict:
+    """Airflow task body: push this endpoint's pending lines; an outage raises so only this task retries."""
+    if client is None:
+        return {"status": "not_configured", "detail": f"no dynatrace_default Connection and no {URL_ENV}: "
+                "lines stay in monitoring.dynatrace_outbox until one is configured"}
+    with client:
+        report = push_pending(lambda: connect(url), client, endpoint_id=endpoint_id)
+    if report.errors:
+        raise DynatraceUnavailableError("; ".join(report.errors))
+    return {"status": "ok", "sent": report.sent, "invalid": report.invalid, "expired": report.expired,
+            "held_back": report.skipped, "batches": report.batches, "retries": report.retries}
+
+
+def export_pending(url: str, path: Path, endpoint_id: str | None = None) -> int:
+    """Write the lines that would be sent to a file (the demo without Dynatrace); returns the count."""
+    with connect(url) as conn:
+        lines = pending_lines(conn, endpoint_id=endpoint_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line.line + "\n" for line in lines))
+    return len(lines)
+
+
+def configured() -> bool:
+    return bool(os.environ.get(URL_ENV))

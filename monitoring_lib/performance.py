@@ -1,0 +1,123 @@
+"""Model performance from labels that land hours after the predictions.
+
+Each run recomputes the recent windows whose labelled-row count changed since they were last
+computed, so performance fills in as labels arrive and never double counts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.db import connect
+from monitoring_lib.source import qualified, source_relation
+from monitoring_lib.store import replace_window
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    err = pred - y
+    nonzero = y != 0
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return {
+        "mae": float(np.abs(err).mean()),
+        "rmse": float(np.sqrt((err**2).mean())),
+        "mape": float(np.abs(err[nonzero] / y[nonzero]).mean() * 100) if nonzero.any() else float("nan"),
+        "r2": 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
+    }
+
+
+def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics
+
+    scores = pred.astype(float)
+    is_score = np.all((scores >= 0) & (scores <= 1)) and not np.all(np.isin(scores, (0.0, 1.0)))
+    labels = (scores >= 0.5).astype(int) if is_score else pred
+    binary = len(np.unique(y)) <= 2
+    avg = "binary" if binary else "macro"
+    out = {
+        "accuracy": float(metrics.accuracy_score(y, labels)),
+        "precision": float(metrics.precision_score(y, labels, average=avg, zero_division=0)),
+        "recall": float(metrics.recall_score(y, labels, average=avg, zero_division=0)),
+        "f1": float(metrics.f1_score(y, labels, average=avg, zero_division=0)),
+    }
+    if is_score and binary and len(np.unique(y)) == 2:
+        out["roc_auc"] = float(metrics.roc_auc_score(y, scores))
+    return out
+
+
+def _segments(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, pd.DataFrame]]:
+    out = [("all", df)]
+    col, edges = cfg.performance.bucket_column, cfg.performance.buckets
+    if col and len(edges) >= 2 and "bucket_value" in df:
+        labels = [f"{edges[i]:g}-{edges[i + 1]:g}" for i in range(len(edges) - 1)]
+        cut = pd.cut(df["bucket_value"], bins=list(edges), labels=labels, right=False)
+        out += [(label, df[cut == label]) for label in labels]
+    return out
+
+
+def window_rows(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, str, float, int]]:
+    """(segment, metric, value, label_count) for one window's labelled predictions."""
+    rows = []
+    compute = regression_metrics if cfg.model.task == "regression" else classification_metrics
+    for segment, part in _segments(df, cfg):
+        part = part.dropna(subset=["prediction", "label"])
+        if part.empty:
+            continue
+        y = part["label"].to_numpy(dtype=float)
+        pred = part["prediction"].to_numpy(dtype=float)
+        for metric, value in compute(y, pred).items():
+            rows.append((segment, metric, None if not np.isfinite(value) else value, len(part)))
+    return rows
+
+
+def _labelled(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime) -> pd.DataFrame:
+    src, lab = cfg.source, cfg.labels
+    bucket = sql.Identifier(cfg.performance.bucket_column) if cfg.performance.bucket_column else sql.SQL("NULL")
+    query = sql.SQL(
+        "SELECT s.{ts} AS ts, s.{pred}::double precision AS prediction, l.{label}::double precision AS label,"
+        " s.{bucket}::double precision AS bucket_value"
+        " FROM {rel} JOIN {labels} AS l ON l.{key} = s.{rid}"
+        " WHERE s.{ts} >= %s AND s.{ts} < %s"
+    ).format(ts=sql.Identifier(src.timestamp_column), pred=sql.Identifier(src.prediction_column),
+             label=sql.Identifier(lab.label_column), bucket=bucket,
+             rel=source_relation(src, alias="s"),
+             labels=qualified(lab.table), key=sql.Identifier(lab.join_key), rid=sql.Identifier(src.request_id_column))
+    rows = conn.execute(query, (start, end)).fetchall()
+    return pd.DataFrame(rows, columns=["ts", "prediction", "label", "bucket_value"])
+
+
+def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime) -> dict:
+    """Recompute performance for the windows within `labels.lookback` whose label counts changed."""
+    if cfg.labels is None:
+        return {"windows": 0, "reason": "no label source configured"}
+    end = datetime.fromisoformat(window_end) if isinstance(window_end, str) else window_end
+    interval = cfg.schedule.interval
+    updated = []
+    with connect(url) as conn:
+        spans = conn.execute(
+            "SELECT window_start, window_end FROM monitoring.interval_runs WHERE endpoint_id = %s"
+            " AND status = 'ok' AND window_end <= %s AND window_end > %s ORDER BY window_start",
+            (cfg.endpoint_id, end, end - max(cfg.labels.lookback, interval)),
+        ).fetchall()
+        stored = dict(((r[0], r[1]), r[2]) for r in conn.execute(
+            "SELECT window_start, window_end, label_count FROM monitoring.model_performance"
+            " WHERE endpoint_id = %s AND segment = 'all' AND metric = %s AND window_end > %s",
+            (cfg.endpoint_id, "mae" if cfg.model.task == "regression" else "accuracy",
+             end - max(cfg.labels.lookback, interval) - timedelta(seconds=1)),
+        ).fetchall())
+        for start_w, end_w in spans:
+            df = _labelled(conn, cfg, start_w, end_w)
+            labelled = int(df.dropna(subset=["prediction", "label"]).shape[0])
+            if labelled == 0 or stored.get((start_w, end_w)) == labelled:
+                continue
+            with conn.transaction():
+                replace_window(conn, "model_performance", cfg.endpoint_id, start_w, end_w,
+                               ["segment", "metric", "value", "label_count"], ["segment", "metric"],
+                               window_rows(df, cfg))
+            updated.append(end_w.isoformat())
+    return {"windows": len(updated), "updated": updated}

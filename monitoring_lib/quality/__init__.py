@@ -1,0 +1,20 @@
+"""Data-quality checks for each interval: expectations derived from the config and the reference profile,
+validated with Great Expectations, stored as long/narrow rows in `monitoring.data_quality_results`.
+
+Great Expectations is imported lazily inside the functions that need it (the import takes seconds), so
+importing this package stays cheap for DAG parsing and for callers that only read results.
+"""
+
+from monitoring_lib.quality.store import write_quality_results
+from monitoring_lib.quality.suite import ExpectationSpec, build_expectations, resolve_expectation_type
+from monitoring_lib.quality.validate import QualityOutcome, QualityResult, run_quality
+
+__all__ = [
+    "ExpectationSpec",
+    "QualityOutcome",
+    "QualityResult",
+    "build_expectations",
+    "resolve_expectation_type",
+    "run_quality",
+    "write_quality_results",
+]

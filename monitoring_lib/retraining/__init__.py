@@ -1,0 +1,1 @@
+"""Retraining: the decision policy over drift history, and the retraining job it triggers."""

@@ -1,0 +1,82 @@
+"""Reading the drift history for the policy and recording every decision in `retraining_events`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.retraining.policy import Decision, WindowOutcome, decide
+
+
+def _outcomes(conn: psycopg.Connection, endpoint_id: str, since: datetime, until: datetime) -> list[WindowOutcome]:
+    rows = conn.execute(
+        """
+        SELECT r.window_start, r.window_end, r.drift_status, r.dq_state,
+               coalesce(d.details->'drifted_features', '[]'::jsonb)
+        FROM monitoring.interval_runs r
+        LEFT JOIN monitoring.drift_summary d ON d.endpoint_id = r.endpoint_id AND d.window_start = r.window_start
+             AND d.window_end = r.window_end AND d.metric = 'general_drift'
+        WHERE r.endpoint_id = %s AND r.window_end > %s AND r.window_end <= %s
+        ORDER BY r.window_end
+        """,
+        (endpoint_id, since, until),
+    ).fetchall()
+    return [WindowOutcome(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
+
+
+def decide_and_record(
+    conn: psycopg.Connection, cfg: EndpointConfig, window_start: datetime, window_end: datetime, run_id: str
+) -> Decision:
+    """Evaluate the policy for one window and upsert the decision (re-running the window replaces it)."""
+    span = cfg.schedule.interval * (cfg.retraining.lookback_intervals + 1)
+    outcomes = _outcomes(conn, cfg.endpoint_id, window_start - span, window_end)
+    current = next((o for o in outcomes if o.window_start == window_start and o.window_end == window_end), None)
+    if current is None:
+        current = WindowOutcome(window_start, window_end, None, None)
+    history = [o for o in outcomes if o is not current]
+    lookback = max(cfg.retraining.cooldown, timedelta(days=1))  # the daily cap looks back a full day
+    triggers = [r[0] for r in conn.execute(
+        "SELECT window_end FROM monitoring.retraining_events WHERE endpoint_id = %s AND event_type = 'decision'"
+        " AND triggered AND window_end < %s AND window_end >= %s",
+        (cfg.endpoint_id, window_end, window_end - lookback),
+    )]
+    decision = decide(current, history, triggers, cfg.retraining)
+    conn.execute(
+        """
+        INSERT INTO monitoring.retraining_events
+            (endpoint_id, window_start, window_end, event_type, triggered, outcome, reasons, evidence, run_id)
+        VALUES (%s, %s, %s, 'decision', %s, %s, %s, %s, %s)
+        ON CONFLICT (endpoint_id, window_start, window_end, event_type) DO UPDATE SET
+            triggered = EXCLUDED.triggered, outcome = EXCLUDED.outcome, reasons = EXCLUDED.reasons,
+            evidence = EXCLUDED.evidence, run_id = EXCLUDED.run_id, created_at = now()
+        """,
+        (cfg.endpoint_id, window_start, window_end, decision.trigger,
+         "trigger" if decision.trigger else "no_trigger", Jsonb(decision.reasons),
+         Jsonb({**decision.evidence, "drifted_features": decision.drifted_features}),
+         run_id if decision.trigger else None),
+    )
+    return decision
+
+
+def retraining_run_id(endpoint_id: str, window_end: datetime) -> str:
+    """Deterministic, so a repeated monitoring run can never start a second retraining run."""
+    return f"retrain__{endpoint_id}__{window_end.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def decide_for_report(url: str, cfg: EndpointConfig, report: dict) -> dict | bool:
+    """Decide for the window of an interval report; the trigger's conf when retraining is due, else False."""
+    from monitoring_lib.db import connect
+
+    start = datetime.fromisoformat(report["window_start"])
+    end = datetime.fromisoformat(report["window_end"])
+    run_id = retraining_run_id(cfg.endpoint_id, end)
+    with connect(url) as conn:
+        decision = decide_and_record(conn, cfg, start, end, run_id)
+        conn.commit()
+    if not decision.trigger:
+        return False
+    return {"endpoint_id": cfg.endpoint_id, "window_start": report["window_start"], "window_end": report["window_end"],
+            "run_id": run_id, "reasons": decision.reasons, "drifted_features": decision.drifted_features}
