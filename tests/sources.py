@@ -35,7 +35,9 @@ def make_config(**overrides: object) -> EndpointConfig:
     return EndpointConfig.model_validate(data)
 
 
-def create_inference_table(conn: psycopg.Connection, table: str = "inference", vehicle_age_type: str = "double precision"):
+def create_inference_table(
+    conn: psycopg.Connection, table: str = "inference", vehicle_age_type: str = "double precision"
+) -> None:
     conn.execute(sql.SQL(
         "CREATE TABLE {} (request_id text, ts timestamptz, claimed_amount double precision, vehicle_age {},"
         " region text, prediction double precision, latency_ms double precision, error boolean)"

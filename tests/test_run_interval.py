@@ -39,7 +39,8 @@ def test_one_interval_records_run_operational_metrics_and_endpoint(conn, db_url)
     assert report.status == "ok"
     assert report.rows == len(in_window) == 600
     assert report.drift_status == "no_reference"
-    run = conn.execute("SELECT status, rows_seen, library_version, stage_timings FROM monitoring.interval_runs").fetchone()
+    run = conn.execute(
+        "SELECT status, rows_seen, library_version, stage_timings FROM monitoring.interval_runs").fetchone()
     assert run[0] == "ok" and run[1] == 600 and run[2]
     assert {"extract", "normalise", "operational", "applications"} <= set(run[3])
     assert "write" in report.timings

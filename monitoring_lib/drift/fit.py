@@ -125,8 +125,7 @@ def fit_reference(
 ) -> ReferenceProfile:
     """Learn the reference profile (bins, moments, frequencies, null rates, calibration) once."""
     src = cfg.source
-    needed = [*src.features, src.prediction_column]
-    missing = [c for c in needed if c not in df.columns]
+    missing = [c for c in src.features if c not in df.columns]
     if missing:
         raise SourceError(f"reference data for '{cfg.endpoint_id}' lacks configured columns: {missing}")
     if df.empty:
@@ -137,13 +136,16 @@ def fit_reference(
         features[name] = fit_numeric(name, df[name], bins)
     for name in src.categorical_features:
         features[name] = fit_categorical(name, df[name])
-    prediction = fit_inferred(src.prediction_column, df[src.prediction_column], bins)
+    # Training sets often hold no predictions; then prediction drift is not computed for this profile.
+    prediction = (fit_inferred(src.prediction_column, df[src.prediction_column], bins)
+                  if src.prediction_column in df.columns else None)
     label_profile = None
     if label is not None:
         label_name = cfg.labels.label_column if cfg.labels else (label.name or "label")
         label_profile = fit_inferred(str(label_name), label, bins)
     rows = len(df)
-    null_rates = {c.name: c.null_count / rows for c in (*features.values(), prediction)}
+    fitted = [*features.values(), *([prediction] if prediction is not None else [])]
+    null_rates = {c.name: c.null_count / rows for c in fitted}
     if label_profile is not None and len(label):
         null_rates[label_profile.name] = label_profile.null_count / len(label)
     profile = ReferenceProfile(
