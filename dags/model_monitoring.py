@@ -53,7 +53,6 @@ def build(cfg):  # noqa: ANN001, ANN201
         @task(outlets=SUMMARY_ASSETS)
         def compute_interval(window: dict, params=None) -> dict:
             from mlmon_airflow import database_url, task_errors
-
             from monitoring_lib.runner import compute_or_reuse
             with task_errors():
                 return compute_or_reuse(database_url(), cfg, window, force=params["force_recompute"])
@@ -75,7 +74,6 @@ def build(cfg):  # noqa: ANN001, ANN201
         @task.short_circuit
         def decide_retraining(report: dict):  # noqa: ANN202 - the trigger's conf, or False
             from mlmon_airflow import database_url, task_errors
-
             from monitoring_lib.retraining.decisions import decide_for_report
             with task_errors():
                 return decide_for_report(database_url(), cfg, report)

@@ -32,7 +32,6 @@ def model_retraining():
     @task
     def retrain(params=None) -> dict:
         from mlmon_airflow import database_url, task_errors
-
         from monitoring_lib.config import get_endpoint
         from monitoring_lib.retraining.job import retrain as run_retraining
 

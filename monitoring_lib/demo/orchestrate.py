@@ -1,0 +1,172 @@
+"""`mlmon demo`: seed the insurance-claims scenario and run it through the real Airflow DAGs.
+
+The Airflow part runs in a child process (`plugins/mlmon_demo_runner.py`) against a local Airflow
+home under `.mlmon/airflow`, so this module stays free of Airflow imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+
+from monitoring_lib import migrations
+from monitoring_lib.config import get_endpoint
+from monitoring_lib.db import connect
+from monitoring_lib.demo.scenario import current_hour
+from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
+from monitoring_lib.reference import fit_and_store, read_training_data
+from monitoring_lib.runner import windows
+
+ENDPOINT_ID = "claims-approved-amount"
+REPO = Path(__file__).resolve().parents[2]
+RESULT_TABLES = ("feature_drift", "drift_summary", "feature_stats", "data_quality_results", "operational_metrics",
+                 "model_performance", "app_results", "retraining_events", "dynatrace_outbox", "interval_runs",
+                 "reference_profiles", "model_endpoints")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def reset_endpoint(conn: psycopg.Connection, endpoint_id: str) -> None:
+    """A demo re-run starts from the same state, so nothing piles up or accumulates versions."""
+    from psycopg import sql
+
+    for table in RESULT_TABLES:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE endpoint_id = %s").format(sql.Identifier("monitoring", table)),
+                     (endpoint_id,))
+
+
+def airflow_env(home: Path, url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "MLMON_DATABASE_URL": url,
+        "MLMON_CONFIG_DIR": str(Path(os.environ.get("MLMON_CONFIG_DIR") or REPO / "configs").resolve()),
+        "MLMON_MODEL_DIR": str(home.parent / "models"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    return env
+
+
+def prepare_airflow(home: Path, env: dict[str, str]) -> None:
+    """Migrate the local metadata DB once, and (re)serialize the DAGs so triggers find their target."""
+    airflow = str(Path(sys.executable).parent / "airflow")
+    home.mkdir(parents=True, exist_ok=True)
+    for args in (["db", "migrate"], ["dags", "reserialize"]):
+        done = subprocess.run([airflow, *args], env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"`airflow {' '.join(args)}` failed:\n{done.stderr[-2000:]}")
+
+
+def run_demo(hours: int = 36, rows_per_hour: int = 2000, traffic: bool = False) -> int:
+    from monitoring_lib.cli import database, mlmon_home
+
+    if traffic:
+        from monitoring_lib.demo.traffic import run_traffic
+
+        with database() as url:
+            return run_traffic(url, rows_per_hour=rows_per_hour)
+    began = time.monotonic()
+    cfg = get_endpoint(ENDPOINT_ID)
+    home = mlmon_home()
+    with database() as url:
+        say(f"[1/5] database ready ({'MLMON_DATABASE_URL' if os.environ.get('MLMON_DATABASE_URL') else home})")
+        end = current_hour()
+        with connect(url) as conn:
+            migrations.upgrade(conn)
+            reset_endpoint(conn, ENDPOINT_ID)
+            seeded = seed_demo(conn, end=end, hours=hours, rows_per_hour=rows_per_hour, seed=42)
+            conn.commit()
+        say(f"[2/5] seeded {seeded.inference_rows} predictions over {hours} h ending {end:%Y-%m-%d %H:%M} UTC, "
+            f"{seeded.label_rows} labels landed ({seeded.labels_pending} still pending), "
+            f"{seeded.training_rows} training rows")
+        training, _ = read_training_data(url, table=f"public.{TRAINING_TABLE}")
+        training[cfg.source.prediction_column] = seeded.model.predict(training)
+        profile = fit_and_store(url, cfg, frame=training)
+        say(f"[3/5] trained the claims model and stored reference profile v{profile.version}")
+        env = airflow_env(home / "airflow", url)
+        prepare_airflow(home / "airflow", env)
+        spans = [(s.isoformat(), e.isoformat()) for s, e in windows(end - timedelta(hours=hours), end,
+                                                                       cfg.schedule.interval)]
+        say(f"[4/5] running {len(spans)} hourly windows through DAG monitor__{ENDPOINT_ID} (dag.test)")
+        events = _run_dags(env, spans)
+        lines_file = home / "dynatrace-lines.txt"
+        pushed = _dynatrace(url, lines_file)
+        say(f"[5/5] {pushed}")
+        with connect(url) as conn:
+            say(render_report(conn, events))
+    say(f"done in {time.monotonic() - began:.0f} s. Look closer: `.venv/bin/mlmon status --endpoint {ENDPOINT_ID}`;"
+        " Grafana: `docker compose up -d`, then http://localhost:3000")
+    failed = [e for e in events if e.get("state") != "success"]
+    return 1 if failed else 0
+
+
+def _run_dags(env: dict[str, str], spans: list[tuple[str, str]]) -> list[dict]:
+    runner = REPO / "plugins" / "mlmon_demo_runner.py"
+    proc = subprocess.Popen([sys.executable, str(runner), ENDPOINT_ID, json.dumps(spans)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if not line.startswith("MLMON "):
+            continue
+        event = json.loads(line[6:])
+        events.append(event)
+        if event["kind"] == "monitor":
+            say(f"      {event['window_start'][:16]}  {event['state']}")
+        else:
+            say(f"      retraining {event.get('run_id', '')}: {event.get('state')}")
+    stderr = proc.stderr.read() if proc.stderr else ""
+    if proc.wait() != 0:
+        raise RuntimeError(f"the DAG runner failed:\n{stderr[-3000:]}")
+    return events
+
+
+def _dynatrace(url: str, lines_file: Path) -> str:
+    from monitoring_lib.dynatrace.command import configured, export_pending
+
+    if configured():
+        from monitoring_lib.dynatrace.client import client_from_env
+        from monitoring_lib.dynatrace.outbox import push_pending
+
+        with client_from_env() as client:
+            report = push_pending(lambda: connect(url), client)
+        return f"pushed to Dynatrace: {report.sent} sent, {report.expired} expired, {report.invalid} invalid"
+    count = export_pending(url, lines_file)
+    return f"DYNATRACE_URL is not set: the {count} pending Dynatrace lines are in {lines_file}"
+
+
+def render_report(conn: psycopg.Connection, events: list[dict]) -> str:
+    from monitoring_lib.status import render_status
+
+    out = ["", "Per interval:", render_status(conn, windows=1000, endpoint_id=ENDPOINT_ID), ""]
+    drifted = conn.execute(
+        "SELECT feature, count(*) FROM monitoring.feature_drift WHERE endpoint_id = %s AND status = 'drift_detected'"
+        " AND metric = 'hellinger' GROUP BY feature ORDER BY 2 DESC", (ENDPOINT_ID,)).fetchall()
+    out.append("Drifted features (windows with drift_detected): "
+               + (", ".join(f"{f} ({n})" for f, n in drifted) or "none"))
+    for row in conn.execute(
+            "SELECT window_end, event_type, outcome, reasons, model_version_before, model_version_after"
+            " FROM monitoring.retraining_events WHERE endpoint_id = %s AND (triggered OR event_type = 'training')"
+            " ORDER BY window_end, event_type", (ENDPOINT_ID,)):
+        if row[1] == "decision":
+            out.append(f"Retraining triggered for the window ending {row[0]:%Y-%m-%d %H:%M}: {'; '.join(row[3])}")
+        else:
+            out.append(f"Retraining outcome: {row[2]} (model version {row[4]} -> {row[5] or row[4]})")
+    version = conn.execute("SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s",
+                           (ENDPOINT_ID,)).fetchone()
+    out.append(f"Model version in service now: {version[0] if version else '-'}")
+    return "\n".join(out)
