@@ -1,8 +1,8 @@
-"""Runs one DAG with `dag.test()` in a fresh process, so each test sees a clean Airflow import.
+"""Runs DAGs with `dag.test()` in a fresh process, so tests see a clean Airflow import and config.
 
-Usage: python tests/dag_runner.py DAG_ID '{"logical_date": ISO, "conf": {...}}'
-Prints, as its last line, a JSON object: the run's state, each task's state, and the run ids of
-every DAG in the metadata database (to count triggered runs).
+Usage: python tests/dag_runner.py '[{"dag_id": ..., "logical_date": ISO, "conf": {...}}, ...]'
+Prints, as its last line, a JSON object with each run's state, task states and return values, and
+every DagRun in the metadata database (to count triggered runs).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime
 
 
 def main() -> None:
-    dag_id, spec = sys.argv[1], json.loads(sys.argv[2])
+    specs = json.loads(sys.argv[1])
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
@@ -22,17 +22,24 @@ def main() -> None:
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
         raise SystemExit(f"import errors: {bag.import_errors}")
-    dag = bag.get_dag(dag_id)
-    logical = datetime.fromisoformat(spec["logical_date"]) if spec.get("logical_date") else None
-    run = dag.test(logical_date=logical, run_conf=spec.get("conf"))
+    results = []
+    for spec in specs:
+        dag = bag.get_dag(spec["dag_id"])
+        logical = datetime.fromisoformat(spec["logical_date"]) if spec.get("logical_date") else None
+        run = dag.test(logical_date=logical, run_conf=spec.get("conf"))
+        with create_session() as session:
+            tis = run.get_task_instances(session=session)
+            results.append({
+                "dag_id": spec["dag_id"],
+                "state": str(run.state),
+                "tasks": {ti.task_id: str(ti.state) for ti in tis},
+                "xcom": {ti.task_id: ti.xcom_pull(task_ids=ti.task_id, session=session)
+                         for ti in tis if str(ti.state) == "success"},
+            })
     with create_session() as session:
-        tis = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)}
-        xcom = {}
-        for ti in run.get_task_instances(session=session):
-            value = ti.xcom_pull(task_ids=ti.task_id, session=session) if str(ti.state) == "success" else None
-            xcom[ti.task_id] = value
-        runs = [(r.dag_id, r.run_id, str(r.state)) for r in session.query(DagRun).all()]
-    print(json.dumps({"state": str(run.state), "tasks": tis, "xcom": xcom, "runs": runs}, default=str))
+        runs = [{"dag_id": r.dag_id, "run_id": r.run_id, "state": str(r.state), "conf": r.conf}
+                for r in session.query(DagRun).order_by(DagRun.id)]
+    print(json.dumps({"results": results, "runs": runs}, default=str))
 
 
 if __name__ == "__main__":

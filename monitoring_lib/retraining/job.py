@@ -39,21 +39,25 @@ def next_version(version: str) -> str:
     return str(int(version) + 1) if version.isdigit() else f"{version}.1"
 
 
-def load_labelled(conn: psycopg.Connection, cfg: EndpointConfig, end: datetime) -> pd.DataFrame:
-    """Features, served prediction and label for predictions in the training window before `end`."""
+def load_labelled(conn: psycopg.Connection, cfg: EndpointConfig, since: datetime) -> pd.DataFrame:
+    """Features, served prediction and label of every prediction since `since` whose label has landed.
+
+    Labels lag predictions by hours, so the job takes everything labelled by the time it runs rather
+    than stopping at the triggering window's end.
+    """
     src, lab = cfg.source, cfg.labels
     if lab is None:
         raise MonitoringError(f"{cfg.endpoint_id}: retraining needs a label source (labels: in config)")
     cols = [*src.features, src.prediction_column, src.timestamp_column]
     query = sql.SQL(
         "SELECT {cols}, l.{label} AS __label FROM {rel} JOIN {labels} AS l ON l.{key} = s.{rid}"
-        " WHERE s.{ts} >= %s AND s.{ts} < %s AND l.{label} IS NOT NULL ORDER BY s.{ts}"
+        " WHERE s.{ts} >= %s AND l.{label} IS NOT NULL ORDER BY s.{ts}"
     ).format(cols=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in dict.fromkeys(cols)),
              label=sql.Identifier(lab.label_column), rel=source_relation(src, alias="s"), labels=qualified(lab.table),
              key=sql.Identifier(lab.join_key), rid=sql.Identifier(src.request_id_column),
              ts=sql.Identifier(src.timestamp_column))
     with conn.cursor() as cur:
-        cur.execute(query, (end - cfg.retraining.training_window, end))
+        cur.execute(query, (since,))
         names = [d.name for d in cur.description]
         df = pd.DataFrame(cur.fetchall(), columns=names)
     df = df.rename(columns={"__label": lab.label_column})
@@ -90,7 +94,7 @@ def retrain(url: str, cfg: EndpointConfig, conf: dict[str, Any]) -> dict[str, An
         if current is None:
             raise MonitoringError(f"{cfg.endpoint_id} is not registered yet: run the monitoring first")
         current_version = str(current[0])
-        df = load_labelled(conn, cfg, end)
+        df = load_labelled(conn, cfg, end - cfg.retraining.training_window)
     label = cfg.labels.label_column  # type: ignore[union-attr]
     if len(df) < 50:
         return _record(url, cfg, start, end, "rejected", current_version, None,
@@ -124,6 +128,7 @@ def retrain(url: str, cfg: EndpointConfig, conf: dict[str, Any]) -> dict[str, An
                                  "reference_version": profile.version}), cfg.endpoint_id))
         conn.commit()
     evidence["reference_version"] = profile.version
+    evidence["artifact"] = str(path)
     return _record(url, cfg, start, end, "promoted", current_version, new_version, evidence, conf)
 
 
