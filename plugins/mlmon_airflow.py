@@ -52,6 +52,7 @@ def dynatrace_client():  # noqa: ANN201 - IngestClient, imported lazily
     if os.environ.get("DYNATRACE_URL"):
         return client_from_env()
     from airflow.exceptions import AirflowNotFoundException
+
     from dynatrace_hook import DynatraceIngestHook
 
     try:

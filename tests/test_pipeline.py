@@ -1,0 +1,122 @@
+"""The whole interval pipeline (quality, drift, applications, outbox) on the demo scenario, in a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from monitoring_lib.config import EndpointConfig, load_endpoint_config
+from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
+from monitoring_lib.errors import QualityGateFailed
+from monitoring_lib.performance import recompute_recent
+from monitoring_lib.reference import fit_and_store, read_training_data
+from monitoring_lib.retraining.decisions import decide_and_record
+from monitoring_lib.runner import run_interval
+from tests.test_run_interval import snapshot
+
+REPO = Path(__file__).resolve().parents[1]
+END = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+START = END - timedelta(hours=12)
+INCIDENT = START + timedelta(hours=9)  # the 12-hour default scenario's data-quality incident
+
+
+def demo_config(**changes: dict) -> EndpointConfig:
+    cfg = load_endpoint_config(REPO / "configs" / "claims-approved-amount.yaml")
+    data = cfg.model_dump(by_alias=True)
+    for section, values in changes.items():
+        data[section] = {**data[section], **values}
+    return EndpointConfig.model_validate(data)
+
+
+@pytest.fixture()
+def demo_db(conn, db_url):
+    seeded = seed_demo(conn, end=END, hours=12, rows_per_hour=400, seed=5, now=END + timedelta(hours=1))
+    conn.commit()
+    cfg = demo_config()
+    training, _ = read_training_data(db_url, table=f"public.{TRAINING_TABLE}")
+    training[cfg.source.prediction_column] = seeded.model.predict(training)
+    fit_and_store(db_url, cfg, frame=training)
+    return db_url
+
+
+def test_full_pipeline_rerun_leaves_identical_rows(demo_db, conn):
+    cfg = demo_config()
+    window = (START + timedelta(hours=8), START + timedelta(hours=9))
+    first = run_interval(demo_db, cfg, *window)
+    before = snapshot(conn)
+    outbox_query = "SELECT series_key, line, status FROM monitoring.dynatrace_outbox ORDER BY 1"
+    outbox = conn.execute(outbox_query).fetchall()
+    second = run_interval(demo_db, cfg, *window)
+    after = snapshot(conn)
+    for table in before:
+        for a, b in zip(before[table], after[table], strict=True):
+            assert a == b, (table, [(x, y) for x, y in zip(a, b, strict=True) if x != y])
+    assert after == before
+    assert conn.execute(outbox_query).fetchall() == outbox
+    assert first.drift_status == second.drift_status == "drift_detected"
+    assert first.dq_state == "passed" and first.dynatrace_lines == len(outbox) > 0
+    counts = dict(conn.execute(
+        "SELECT 'feature_drift', count(*) FROM monitoring.feature_drift UNION ALL "
+        "SELECT 'quality', count(*) FROM monitoring.data_quality_results UNION ALL "
+        "SELECT 'stats', count(DISTINCT feature) FROM monitoring.feature_stats UNION ALL "
+        "SELECT 'kpi', count(*) FROM monitoring.app_results WHERE application = 'kpi'").fetchall())
+    # 6 numeric features x 7 metrics (no chi_square) + 2 categorical x 6 (no wasserstein, ks)
+    assert counts["feature_drift"] == 6 * 7 + 2 * 6
+    assert counts["quality"] > 20 and counts["stats"] == 9 and counts["kpi"] == 4
+    summary = dict(conn.execute("SELECT metric, value FROM monitoring.drift_summary").fetchall())
+    assert summary["general_drift"] == pytest.approx((summary["tvd_mean"] + summary["hellinger_mean"]) / 2)
+
+
+def test_quality_failure_skips_drift_by_default_and_is_never_retrained_on(demo_db, conn):
+    cfg = demo_config()
+    report = run_interval(demo_db, cfg, INCIDENT, INCIDENT + timedelta(hours=1))
+    assert report.dq_state == "failed" and report.drift_status == "skipped" and report.bad_rows > 0
+    failed = {r[0] for r in conn.execute(
+        "SELECT expectation_id FROM monitoring.data_quality_results WHERE NOT success AND severity = 'critical'")}
+    assert "unique:request_id" in failed
+    assert conn.execute("SELECT count(*) FROM monitoring.feature_drift").fetchone()[0] == 0
+    errors = conn.execute("SELECT error_count FROM monitoring.model_endpoints").fetchone()[0]
+    assert errors >= report.bad_rows  # failed rows count into the endpoint's errors
+
+    computed = demo_config(quality={"on_failure": "compute_drift"})
+    report = run_interval(demo_db, computed, INCIDENT, INCIDENT + timedelta(hours=1))
+    assert report.dq_state == "failed" and report.drift_status in ("possible_drift", "drift_detected")
+    decision = decide_and_record(conn, computed, INCIDENT, INCIDENT + timedelta(hours=1), "r")
+    assert decision.trigger is False and "failed quality" in decision.reasons[0]
+
+
+def test_fail_task_policy_stores_results_then_raises(demo_db, conn):
+    cfg = demo_config(quality={"on_failure": "fail_task"})
+    with pytest.raises(QualityGateFailed, match="critical data-quality checks failed"):
+        run_interval(demo_db, cfg, INCIDENT, INCIDENT + timedelta(hours=1))
+    stored = conn.execute("SELECT dq_state FROM monitoring.interval_runs").fetchone()
+    assert stored == ("failed",)
+    assert conn.execute("SELECT count(*) FROM monitoring.data_quality_results WHERE NOT success").fetchone()[0] > 0
+
+
+def test_performance_fills_in_as_labels_land(demo_db, conn):
+    cfg = demo_config()
+    for i in range(3):
+        run_interval(demo_db, cfg, START + timedelta(hours=i), START + timedelta(hours=i + 1))
+    result = recompute_recent(demo_db, cfg, START + timedelta(hours=3))
+    assert result["windows"] == 3
+    rows = conn.execute("SELECT segment, metric, value, label_count FROM monitoring.model_performance"
+                        " WHERE window_start = %s", (START,)).fetchall()
+    overall = {r[1]: r[2] for r in rows if r[0] == "all"}
+    assert set(overall) == {"mae", "rmse", "mape", "r2"} and overall["r2"] > 0.5
+    assert {r[0] for r in rows} - {"all"}  # claimed-amount buckets
+    # nothing new landed: nothing is recomputed
+    assert recompute_recent(demo_db, cfg, START + timedelta(hours=3))["windows"] == 0
+    # a label lands late for the first window: that window alone is recomputed
+    with psycopg.connect(demo_db) as other:
+        deleted = other.execute(
+            "DELETE FROM public.claims_labels WHERE request_id IN (SELECT request_id FROM public.claims_inference"
+            " WHERE ts >= %s AND ts < %s LIMIT 5) RETURNING *", (START, START + timedelta(hours=1))).fetchall()
+        other.commit()
+    assert recompute_recent(demo_db, cfg, START + timedelta(hours=3))["windows"] == 1
+    count = conn.execute("SELECT label_count FROM monitoring.model_performance WHERE window_start = %s"
+                         " AND segment = 'all' AND metric = 'mae'", (START,)).fetchone()[0]
+    assert count == [r for r in rows if r[0] == "all"][0][3] - len(deleted)
