@@ -1,0 +1,44 @@
+"""`mlmon dynatrace push`: dry run prints the pending lines; a push delivers them to a real local receiver once."""
+
+from datetime import datetime, timedelta, timezone
+
+from ingest_server import IngestServer
+
+from monitoring_lib.cli import main
+from monitoring_lib.dynatrace import stage_lines
+from monitoring_lib.dynatrace.lines import LineBatch
+from monitoring_lib.dynatrace.protocol import format_gauge
+
+TOKEN = "dt0c01.CLITEST.secret-token-value"
+
+
+def stage_fresh(conn, count: int) -> None:
+    end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    lines = [format_gauge("mlmon.drift.general", 0.1 * i, {"endpoint_id": "ep", "feature": f"f{i}"}, end)
+             for i in range(count)]
+    stage_lines(conn, "ep", end - timedelta(hours=1), end, LineBatch(tuple(lines)))
+    conn.commit()
+
+
+def test_dry_run_then_push_then_nothing_left(conn, db_url, monkeypatch, capsys):
+    stage_fresh(conn, 3)
+    monkeypatch.setenv("MLMON_DATABASE_URL", db_url)
+    assert main(["dynatrace", "push", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("mlmon.drift.general,") == 3 and "3 pending line(s) would be sent; nothing was sent" in out
+    with IngestServer(token=TOKEN) as server:
+        monkeypatch.setenv("DYNATRACE_URL", server.url)
+        monkeypatch.setenv("DYNATRACE_API_TOKEN", TOKEN)
+        assert main(["dynatrace", "push"]) == 0
+        assert "sent 3, invalid 0, expired 0" in capsys.readouterr().out
+        assert main(["dynatrace", "push"]) == 0
+        assert "sent 0," in capsys.readouterr().out
+        assert len(server.accepted) == 3
+
+
+def test_push_without_configuration_is_a_clear_error(db_url, monkeypatch, capsys):
+    monkeypatch.setenv("MLMON_DATABASE_URL", db_url)
+    monkeypatch.delenv("DYNATRACE_URL", raising=False)
+    assert main(["dynatrace", "push"]) == 1
+    err = capsys.readouterr().err
+    assert "DYNATRACE_URL is not set" in err and "Traceback" not in err

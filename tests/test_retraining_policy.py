@@ -1,0 +1,58 @@
+from datetime import datetime, timedelta, timezone
+
+from monitoring_lib.config import RetrainingConfig
+from monitoring_lib.retraining.policy import WindowOutcome, decide
+from monitoring_lib.schedule import resolve_window
+
+T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+H = timedelta(hours=1)
+
+
+def w(i: int, status: str | None = "drift_detected", dq: str | None = "passed", feats=("x",)) -> WindowOutcome:
+    return WindowOutcome(T0 + i * H, T0 + (i + 1) * H, status, dq, tuple(feats))
+
+
+POLICY = RetrainingConfig()
+
+
+def test_two_of_the_last_three_detected_triggers_with_reasons_and_features():
+    d = decide(w(2), [w(0, "no_drift"), w(1, feats=("a", "b"))], [], POLICY)
+    assert d.trigger and d.drifted_features == ["a", "b", "x"]
+    assert "drift detected in 2 of the last 3 window(s)" in d.reasons[0]
+    assert d.evidence["detected"] == 2 and len(d.evidence["considered"]) == 3
+
+
+def test_one_detection_is_not_enough_and_old_windows_fall_out_of_the_lookback():
+    assert not decide(w(2), [w(0, "no_drift"), w(1, "possible_drift")], [], POLICY).trigger
+    d = decide(w(5), [w(0), w(1), w(3, "no_drift"), w(4, "no_drift")], [], POLICY)
+    assert not d.trigger and "1 of the last 3" in d.reasons[0]
+
+
+def test_failed_quality_never_triggers_nor_counts_as_evidence():
+    d = decide(w(2, dq="failed"), [w(0), w(1)], [], POLICY)
+    assert not d.trigger and "failed quality" in d.reasons[0]
+    d = decide(w(2), [w(0, "no_drift"), w(1, dq="failed")], [], POLICY)
+    assert not d.trigger
+
+
+def test_cooldown_and_daily_cap():
+    assert not decide(w(5), [w(3), w(4)], [T0 + 2 * H], POLICY).trigger
+    assert "cooldown" in decide(w(5), [w(3), w(4)], [T0 + 2 * H], POLICY).reasons[0]
+    short = RetrainingConfig(cooldown="1h", daily_cap=1)
+    d = decide(w(5), [w(3), w(4)], [T0 + 2 * H], short)
+    assert not d.trigger and "daily cap of 1" in d.reasons[0]
+    two_a_day = RetrainingConfig(cooldown="1h", daily_cap=2)
+    assert decide(w(5), [w(3), w(4)], [T0 + 2 * H], two_a_day).trigger
+    assert decide(w(30), [w(28), w(29)], [T0 + 2 * H], POLICY).trigger  # a day later
+
+
+def test_disabled_policy_records_why():
+    d = decide(w(2), [w(0), w(1)], [], RetrainingConfig(enabled=False))
+    assert not d.trigger and d.reasons == ["retraining is disabled for this endpoint"]
+
+
+def test_zero_width_airflow_intervals_become_the_last_whole_interval():
+    start, end = resolve_window(T0 + 90 * timedelta(minutes=1), T0 + 90 * timedelta(minutes=1), H, T0)
+    assert (start, end) == (T0, T0 + H)
+    assert resolve_window(T0, T0 + H, H, T0) == (T0, T0 + H)
+    assert resolve_window(None, None, H, T0, "2026-11-20T05:00:00Z", "2026-11-20T06:00:00Z") == (T0 + 5 * H, T0 + 6 * H)
