@@ -55,7 +55,8 @@ def _env_names_read_by_code() -> set[str]:
             for pattern in _ENV_READS:
                 names.update(pattern.findall(text))
             names.update(f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in _CONN_IDS.findall(text))
-    return names
+    # the process's own PATH and Airflow's own settings (set by the compose file itself) are not product config
+    return {n for n in names if n != "PATH" and not n.startswith("AIRFLOW__")}
 
 
 def test_services_exist():
