@@ -37,6 +37,20 @@ def _as_bool(series: pd.Series) -> np.ndarray:
     return truthy | numeric
 
 
+def category_text(series: pd.Series) -> pd.Series:
+    """Categories as the text profiles store: a code column that gained a null (and became float)
+    still reads '3', not '3.0', so it matches the categories fitted from clean data."""
+    text = series.astype("string")
+    if not pd.api.types.is_float_dtype(series):
+        return text
+    values = series.to_numpy(dtype="float64", na_value=np.nan)
+    whole = np.isfinite(values) & (values == np.floor(values))
+    if not whole.any():
+        return text
+    as_int = np.where(whole, values, 0).astype(np.int64).astype(str)
+    return pd.Series(np.where(whole, as_int, text.to_numpy(dtype=object)), index=series.index, dtype="string")
+
+
 def normalise_frame(df: pd.DataFrame, cfg: EndpointConfig) -> tuple[pd.DataFrame, BadRowReport]:
     """Give numeric columns float64 and the error flag bool, counting what had to be treated as missing.
 
@@ -77,7 +91,7 @@ def normalise_frame(df: pd.DataFrame, cfg: EndpointConfig) -> tuple[pd.DataFrame
     for col in src.categorical_features:
         if col in out:
             note(f"null:{col}", out[col].isna().to_numpy())
-            out[col] = out[col].astype("string")
+            out[col] = category_text(out[col])
     ts = out[src.timestamp_column] if src.timestamp_column in out else None
     if ts is not None:
         out[src.timestamp_column] = pd.to_datetime(ts, utc=True, errors="coerce")

@@ -122,3 +122,14 @@ def test_wrong_types_in_a_text_column_are_counted(conn, db_url):
     details = conn.execute("SELECT bad_row_details FROM monitoring.interval_runs").fetchone()[0]
     assert report.rows == 50
     assert details == {"wrong_type:vehicle_age": 1} or details.get("wrong_type:vehicle_age") == 1
+
+
+def test_integer_codes_with_nulls_keep_their_category_text():
+    import numpy as np
+    import pandas as pd
+
+    from monitoring_lib.frames import category_text
+
+    codes = pd.Series([3.0, np.nan, 1.0, 2.5])
+    assert category_text(codes).tolist() == ["3", pd.NA, "1", "2.5"]
+    assert category_text(pd.Series(["north", None])).tolist() == ["north", pd.NA]

@@ -1,0 +1,380 @@
+"""Benchmark one monitoring interval: read floor, the in-memory pipeline, the in-database pushdown, Dynatrace push.
+
+Run with `make bench` (or `make bench BENCH_ARGS="--rows 100000 --pushdown-rows 1000000"`). Every figure
+comes from one run on this machine; see bench/README.md for what each one means. The last line of
+output is one JSON object for scripts to collect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = "mlmon_bench"
+ENDPOINT = "bench-claims"
+PUSH_ENDPOINT = "bench-push"
+WINDOW_START = datetime(2026, 5, 4, 8, tzinfo=timezone.utc)
+WINDOW_END = WINDOW_START + timedelta(hours=1)
+N_NUMERIC = 20
+REGIONS = ["north", "south", "east", "west"]
+DYNATRACE_LINES = 10_000
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+def numeric_names() -> list[str]:
+    return [f"f{i:02d}" for i in range(1, N_NUMERIC + 1)]
+
+
+def feature_expr(i: int, drift: bool, params: dict[str, Any]) -> sql.Composed:
+    """Feature i: normal, log-normal or uniform by i mod 3; the first three move a little in the interval."""
+    shift = 0.3 if drift and i <= 3 else 0.0
+    normal = sql.SQL("(sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))")
+    a, b = f"a{i}", f"b{i}"
+    if i % 3 == 0:
+        params.update({a: float(i) + shift * (1 + i / 10), b: 1 + i / 10})
+        expr = sql.SQL("({a} + {b} * {z})")
+    elif i % 3 == 1:
+        params.update({a: 100.0 * i, b: shift})
+        expr = sql.SQL("({a} * exp(0.5 * {z} + {b}))")
+    else:
+        params.update({a: shift * 30, b: 100.0})
+        expr = sql.SQL("({a} + {b} * random())")
+    composed = expr.format(a=sql.Placeholder(a), b=sql.Placeholder(b), z=normal)
+    if i == 1:  # a few nulls, as real logs have
+        composed = sql.SQL("CASE WHEN random() < 0.001 THEN NULL ELSE {} END").format(composed)
+    return composed
+
+
+def create_source(conn: psycopg.Connection, table: str, rows: int, start: datetime, *, drift: bool) -> float:
+    """An inference log of `rows` rows spread over one hour, generated inside PostgreSQL; returns seconds."""
+    began = time.perf_counter()
+    ident = sql.Identifier(SCHEMA, table)
+    features = numeric_names()
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+    conn.execute(sql.SQL(
+        "CREATE UNLOGGED TABLE {t} (request_id text, ts timestamptz, {feats}, region text, channel text,"
+        " prediction float8, latency_ms float8, error boolean)"
+    ).format(t=ident, feats=sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(f)) for f in features)))
+    # 'c20' never occurs in the reference: the unseen bucket
+    params: dict[str, Any] = {"start": start, "n": rows, "regions": REGIONS, "channels": 21 if drift else 20}
+    feats = sql.SQL(", ").join(feature_expr(i, drift, params) for i in range(1, N_NUMERIC + 1))
+    conn.execute(sql.SQL(
+        "INSERT INTO {t} SELECT 'req-' || i, %(start)s::timestamptz + ((i - 1) * 3600.0 / %(n)s) * interval '1 second',"
+        " {feats}, (%(regions)s::text[])[1 + floor(random() * 4)::int], 'c' || floor(random() * %(channels)s)::int,"
+        " 0.5 + 0.1 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()), 5 + 25 * -ln(1 - random()),"
+        " random() < 0.01"
+        " FROM generate_series(1, %(n)s) AS i"
+    ).format(t=ident, feats=feats), params)
+    conn.commit()
+    conn.autocommit = True
+    conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(ident))  # hint bits set: reads measure steady state
+    conn.autocommit = False
+    return time.perf_counter() - began
+
+
+def make_config(table: str) -> Any:
+    from monitoring_lib.config import EndpointConfig
+
+    return EndpointConfig.model_validate({
+        "endpoint_id": ENDPOINT,
+        "project": "bench",
+        "model": {"name": "claims_model", "version": "1", "class": "sklearn.ensemble.HistGradientBoostingRegressor"},
+        "source": {"table": f"{SCHEMA}.{table}", "timestamp_column": "ts", "request_id_column": "request_id",
+                   "numeric_features": numeric_names(), "categorical_features": ["region", "channel"],
+                   "prediction_column": "prediction", "latency_column": "latency_ms", "error_column": "error"},
+        "schedule": {"interval": "1h"},
+    })
+
+
+# --- measurements in child processes ----------------------------------------------------------------
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS since it started its own program.
+
+    `VmHWM` is per address space, so a spawned child does not inherit the parent's peak (getrusage's
+    `ru_maxrss` survives exec and would); getrusage is the fallback where /proc is missing.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _in_child(target: Callable[..., dict], *args: Any) -> dict:
+    """Run `target` in a fresh interpreter so its peak RSS is its own, not the parent's or another mode's."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(target, args)
+
+
+def pipeline_child(url: str, cfg: Any) -> dict:
+    """The in-memory interval pipeline, imports (GX takes seconds) done before the clock starts."""
+    began = time.perf_counter()
+    import great_expectations  # noqa: F401
+
+    import monitoring_lib.drift.engine  # noqa: F401
+    import monitoring_lib.quality.validate  # noqa: F401
+    from monitoring_lib.runner import run_interval
+
+    imported = time.perf_counter()
+    base = peak_rss_mb()
+    report = run_interval(url, cfg, WINDOW_START, WINDOW_END)
+    done = time.perf_counter()
+    return {"seconds": done - imported, "import_s": imported - began, "timings": dict(report.timings),
+            "rows": report.rows, "drift_status": report.drift_status, "dq_state": report.dq_state,
+            "rss_after_imports_mb": base, "peak_rss_mb": peak_rss_mb()}
+
+
+def pushdown_child(url: str, configs: list[Any]) -> dict:
+    """`summaries_in_database` + `compute_drift` for each config's window; nothing row-level reaches Python."""
+    from monitoring_lib.drift.engine import compute_drift
+    from monitoring_lib.profiles import load_active_profile
+    from monitoring_lib.pushdown import summaries_in_database
+
+    base = peak_rss_mb()
+    out: dict[str, Any] = {"runs": []}
+    with psycopg.connect(url) as conn:
+        profile = load_active_profile(conn, ENDPOINT, "1")
+        conn.commit()
+        for cfg in configs:
+            began = time.perf_counter()
+            result = summaries_in_database(conn, cfg, profile, WINDOW_START, WINDOW_END, cfg.drift.band_k)
+            summarised = time.perf_counter()
+            drift = compute_drift(result.summaries, profile, cfg)
+            done = time.perf_counter()
+            out["runs"].append({"rows": result.rows, "seconds": done - began, "queries": result.timings,
+                                "compute_drift_s": done - summarised, "drift_status": drift.status,
+                                "operational_rows": len(result.operational)})
+    out["rss_after_imports_mb"] = base
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+# --- measurements in this process -------------------------------------------------------------------
+
+def read_floor(url: str, cfg: Any, repeats: int = 2) -> float:
+    """Fastest of `repeats` raw transfers of exactly the monitored columns into Arrow, nothing else."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    from monitoring_lib.source import render, window_query
+
+    with psycopg.connect(url) as conn:
+        text = render(window_query(cfg), conn)
+    best = float("inf")
+    for _ in range(repeats):
+        with adbc.connect(url) as aconn, aconn.cursor() as cur:
+            began = time.perf_counter()
+            cur.execute(text, (WINDOW_START, WINDOW_END))
+            table = cur.fetch_arrow_table()
+            best = min(best, time.perf_counter() - began)
+        del table
+    return best
+
+
+def dynatrace_push(url: str) -> dict:
+    """10,000 lines through the outbox to a local ingest server, as `mlmon dynatrace push` sends them."""
+    sys.path.insert(0, str(ROOT))
+    from monitoring_lib.dynatrace.client import IngestClient
+    from monitoring_lib.dynatrace.lines import LineBatch
+    from monitoring_lib.dynatrace.outbox import push_pending, stage_lines
+    from monitoring_lib.dynatrace.protocol import format_gauge
+    from tests.ingest_server import IngestServer
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    lines = tuple(
+        format_gauge(f"mlmon.bench.metric_{i % 50}", i * 0.5,
+                     {"endpoint_id": PUSH_ENDPOINT, "feature": f"f{i // 50:03d}"}, now - timedelta(minutes=1))
+        for i in range(DYNATRACE_LINES)
+    )
+    with psycopg.connect(url) as conn:
+        stage_lines(conn, PUSH_ENDPOINT, now - timedelta(hours=1), now, LineBatch(lines))  # type: ignore[arg-type]
+        conn.commit()
+        with IngestServer() as server, IngestClient(server.url, server.token) as client:
+            began = time.perf_counter()
+            report = push_pending(conn, client, endpoint_id=PUSH_ENDPOINT)
+            seconds = time.perf_counter() - began
+            accepted = len(server.accepted)
+    return {"seconds": seconds, "sent": report.sent, "batches": report.batches, "accepted": accepted}
+
+
+# --- orchestration ----------------------------------------------------------------------------------
+
+@contextmanager
+def server_url(explicit: str | None) -> Iterator[str]:
+    if explicit:
+        yield explicit
+        return
+    from monitoring_lib.db import EmbeddedPostgres
+
+    with EmbeddedPostgres() as url:
+        yield url
+
+
+def machine(url: str) -> dict:
+    memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    with psycopg.connect(url) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        work_mem = conn.execute("SHOW work_mem").fetchone()[0]
+    return {"cores": os.cpu_count(), "memory_gb": memory_gb, "python": platform.python_version(),
+            "postgres": version, "work_mem": work_mem}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the pipeline interval")
+    parser.add_argument("--pushdown-rows", type=int, default=2_000_000,
+                        help="rows in the pushdown interval (10,000,000 takes ~5 min on 2 cores)")
+    parser.add_argument("--reference-rows", type=int, default=100_000, help="rows the reference profile is fitted on")
+    parser.add_argument("--skip-pushdown", action="store_true", help="skip the large pushdown interval")
+    parser.add_argument("--database-url", help="an existing PostgreSQL (schema mlmon_bench and the monitoring "
+                        "schema are written); default: a throwaway embedded server")
+    args = parser.parse_args(argv)
+    if min(args.rows, args.pushdown_rows, args.reference_rows) < 1:
+        parser.error("row counts must be positive")
+    return args
+
+
+def prepare(url: str, args: argparse.Namespace) -> dict[str, float]:
+    """Schema, source tables and the stored reference profile; returns how long each step took."""
+    import pandas as pd
+
+    from monitoring_lib import migrations
+    from monitoring_lib.drift.fit import fit_reference
+    from monitoring_lib.endpoints import ensure_endpoint
+    from monitoring_lib.profiles import save_profile
+    from monitoring_lib.source import read_window
+
+    setup: dict[str, float] = {}
+    with psycopg.connect(url) as conn:
+        migrations.upgrade(conn)
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        conn.commit()
+        setup["generate_reference_s"] = create_source(conn, "reference", args.reference_rows,
+                                                      WINDOW_START - timedelta(days=7), drift=False)
+        setup["generate_interval_s"] = create_source(conn, "interval", args.rows, WINDOW_START, drift=True)
+        cfg = make_config("reference")
+        began = time.perf_counter()
+        ref: pd.DataFrame = read_window(url, cfg, WINDOW_START - timedelta(days=7),
+                                        WINDOW_START - timedelta(days=6))
+        profile = fit_reference(ref, cfg, source=f"table:{SCHEMA}.reference")
+        ensure_endpoint(conn, cfg)
+        save_profile(conn, profile)
+        conn.commit()
+        setup["fit_reference_s"] = time.perf_counter() - began
+    return setup
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    total = time.perf_counter()
+    with server_url(args.database_url) as url:
+        print(f"preparing: {args.reference_rows:,} reference rows, {args.rows:,} interval rows ...", flush=True)
+        setup = prepare(url, args)
+        cfg = make_config("interval")
+
+        print("measuring the read floor ...", flush=True)
+        floor = read_floor(url, cfg)
+        print("running the in-memory pipeline (child process) ...", flush=True)
+        pipe = _in_child(pipeline_child, url, cfg)
+
+        configs = [cfg]
+        if not args.skip_pushdown:
+            print(f"generating the pushdown interval: {args.pushdown_rows:,} rows ...", flush=True)
+            with psycopg.connect(url) as conn:
+                setup["generate_pushdown_s"] = create_source(conn, "pushdown", args.pushdown_rows, WINDOW_START,
+                                                             drift=True)
+            configs.append(make_config("pushdown"))
+        print("running the in-database pushdown (child process) ...", flush=True)
+        push = _in_child(pushdown_child, url, configs)
+        print("pushing 10,000 Dynatrace lines to the local ingest server ...", flush=True)
+        dyn = dynatrace_push(url)
+        info = machine(url)
+
+    same, big = push["runs"][0], push["runs"][-1]
+    result = {
+        "rows": pipe["rows"],
+        "read_floor_s": round(floor, 3),
+        "pipeline_s": round(pipe["seconds"], 3),
+        "pipeline_vs_floor": round(pipe["seconds"] / floor, 1),
+        "stages": {k: round(v, 3) for k, v in pipe["timings"].items()},
+        "peak_rss_mb": pipe["peak_rss_mb"],
+        "pipeline_rss_after_imports_mb": pipe["rss_after_imports_mb"],
+        "pipeline_import_s": round(pipe["import_s"], 2),
+        "drift_status": pipe["drift_status"],
+        "dq_state": pipe["dq_state"],
+        "pushdown_same_rows_s": round(same["seconds"], 3),
+        "pushdown_same_rows_queries": same["queries"],
+        "pushdown_rows": big["rows"] if not args.skip_pushdown else None,
+        "pushdown_s": round(big["seconds"], 3) if not args.skip_pushdown else None,
+        "pushdown_queries": big["queries"] if not args.skip_pushdown else None,
+        "pushdown_drift_status": big["drift_status"],
+        "pushdown_peak_rss_mb": push["peak_rss_mb"],
+        "pushdown_rss_after_imports_mb": push["rss_after_imports_mb"],
+        "dynatrace_push_10k_s": round(dyn["seconds"], 3),
+        "dynatrace_batches": dyn["batches"],
+        "setup_s": {k: round(v, 2) for k, v in setup.items()},
+        "total_s": round(time.perf_counter() - total, 1),
+        "machine": info,
+    }
+    if dyn["sent"] != DYNATRACE_LINES or dyn["accepted"] != DYNATRACE_LINES:
+        raise SystemExit(f"Dynatrace push sent {dyn['sent']} and the server accepted {dyn['accepted']} of "
+                         f"{DYNATRACE_LINES} lines")
+    report(result)
+    return 0
+
+
+def report(r: dict) -> None:
+    m = r["machine"]
+    print(f"\nmachine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}, PostgreSQL {m['postgres']}"
+          f" (work_mem {m['work_mem']})")
+    rows = [
+        ("interval rows", f"{r['rows']:,}"),
+        ("read floor (ADBC -> Arrow)", f"{r['read_floor_s']:.2f} s"),
+        ("in-memory pipeline", f"{r['pipeline_s']:.2f} s  ({r['pipeline_vs_floor']}x the read floor)"),
+        *((f"  stage {k}", f"{v:.2f} s") for k, v in r["stages"].items()),
+        ("  peak RSS", f"{r['peak_rss_mb']:.0f} MB  (after imports {r['pipeline_rss_after_imports_mb']:.0f} MB)"),
+        ("pushdown, same rows", f"{r['pushdown_same_rows_s']:.2f} s  "
+                                + ", ".join(f"{k} {v:.2f}" for k, v in r["pushdown_same_rows_queries"].items())),
+    ]
+    if r["pushdown_rows"] is not None:
+        rows += [
+            (f"pushdown, {r['pushdown_rows']:,} rows", f"{r['pushdown_s']:.2f} s  "
+                                                        + ", ".join(f"{k} {v:.2f}"
+                                                                    for k, v in r["pushdown_queries"].items())),
+        ]
+    rows += [
+        ("  pushdown peak RSS", f"{r['pushdown_peak_rss_mb']:.0f} MB  (client side)"),
+        ("Dynatrace push, 10,000 lines", f"{r['dynatrace_push_10k_s']:.2f} s  ({r['dynatrace_batches']} batches)"),
+        ("whole benchmark", f"{r['total_s']:.0f} s"),
+    ]
+    print_table(rows)
+    print(json.dumps(r, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""In-database summaries against the in-memory ones, on the same rows of a real PostgreSQL table.
+
+Counts are compared exactly; min/max/moments within 1e-9 relative (summation order differs);
+quantiles within 1e-9 relative (`percentile_cont` and `np.quantile` interpolate the same way).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from psycopg import sql
+
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.engine import compute_drift
+from monitoring_lib.drift.fit import fit_reference
+from monitoring_lib.drift.profile import NumericProfile, ReferenceProfile
+from monitoring_lib.drift.summaries import ColumnSummary, summarise_frame
+from monitoring_lib.errors import SourceError
+from monitoring_lib.frames import normalise_frame
+from monitoring_lib.operational import bucket_metrics
+from monitoring_lib.pushdown import summaries_in_database
+from monitoring_lib.source import read_window, render, window_query
+
+START = datetime(2026, 4, 2, 9, tzinfo=timezone.utc)
+END = START + timedelta(hours=1)
+ODD = 'claim "amount" €'
+REL = 1e-9
+COLUMNS = ("request_id text, ts timestamptz, x float8, k int4, {odd} float8, region text, code int4,"
+           " prediction float8, latency_ms float8, error boolean")
+
+
+def make_cfg(categorical: tuple[str, ...] = ("region", "code"), **source: object) -> EndpointConfig:
+    return EndpointConfig.model_validate({
+        "endpoint_id": "pushdown-test", "project": "p", "model": {"name": "m", "version": "1"},
+        "source": {"table": "public.inference", "timestamp_column": "ts", "numeric_features": ["x", "k", ODD],
+                   "categorical_features": list(categorical), **source},
+        "drift": {"bins": 8},
+        "quality": {"enabled": False}, "dynatrace": {"enabled": False},
+    })
+
+
+def reference_frame(n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    return pd.DataFrame({
+        "x": rng.normal(10.0, 2.0, n), "k": rng.integers(0, 50, n), ODD: rng.lognormal(6, 0.4, n),
+        "region": rng.choice(["north", "south", "east"], n), "code": rng.integers(1, 5, n),
+        "prediction": rng.normal(0.5, 0.1, n),
+    })
+
+
+def interval_rows(profile: ReferenceProfile, n: int = 300) -> list[tuple]:
+    """Ordinary rows plus every edge case: nulls, NaN, ±Infinity, values on edges and beyond the range."""
+    rng = np.random.default_rng(11)
+    edges = profile.features["x"].edges
+    xs: list[float | None] = list(rng.normal(10.5, 2.5, n))
+    xs[:len(edges)] = list(edges)  # exactly on every edge, the last one included
+    xs[20:26] = [None, float("nan"), float("inf"), float("-inf"), edges[0] - 5.0, edges[-1] + 5.0]
+    regions = list(rng.choice(["north", "south", "east", "west", "unknown"], n))
+    regions[30:32] = [None, ""]
+    codes = [None if i % 37 == 0 else int(c) for i, c in enumerate(rng.integers(1, 7, n))]
+    odd = list(rng.lognormal(6.1, 0.5, n))
+    odd[40:43] = [float("nan"), None, 1e12]
+    latency = list(rng.gamma(2.0, 15.0, n))
+    latency[50:53] = [None, float("nan"), 0.0]
+    offsets = np.sort(rng.uniform(0, 3600, n))
+    rows = []
+    for i in range(n):
+        error = None if i % 41 == 0 else bool(rng.random() < 0.05)
+        rows.append((f"r{i}", START + timedelta(seconds=float(offsets[i])), xs[i],
+                     None if i % 53 == 0 else int(rng.integers(-5, 60)), odd[i], regions[i], codes[i],
+                     None if error else float(rng.normal(0.55, 0.12)), latency[i], error))
+    # outside the window: never read
+    rows.append(("before", START - timedelta(microseconds=1), 1e9, 1, 1.0, "zzz", 99, 1.0, 1.0, True))
+    rows.append(("at-end", END, -1e9, 1, 1.0, "zzz", 99, 1.0, 1.0, True))
+    return rows
+
+
+def seed(conn: psycopg.Connection, cfg: EndpointConfig) -> ReferenceProfile:
+    profile = fit_reference(reference_frame(), cfg, source="test")
+    conn.execute(sql.SQL("CREATE TABLE inference (" + COLUMNS + ")").format(odd=sql.Identifier(ODD)))
+    with conn.cursor().copy(sql.SQL("COPY inference FROM STDIN")) as copy:
+        for row in interval_rows(profile):
+            copy.write_row(row)
+    conn.commit()
+    return profile
+
+
+def read_arrow_frame(db_url: str, cfg: EndpointConfig) -> pd.DataFrame:
+    """The window read through Arrow, keeping NULL and NaN apart as the database does."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with psycopg.connect(db_url) as pconn:
+        text = render(window_query(cfg), pconn)
+    with adbc.connect(db_url) as aconn, aconn.cursor() as cur:
+        cur.execute(text, (START, END))
+        return cur.fetch_arrow_table().to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def columns_of(cfg: EndpointConfig, profile: ReferenceProfile) -> list[str]:
+    return [*cfg.source.features, *([cfg.source.prediction_column] if profile.prediction is not None else [])]
+
+
+def close(a: float | None, b: float | None, scale: float = 0.0) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=REL, abs_tol=REL * scale)
+
+
+def assert_same_summary(db: ColumnSummary, mem: ColumnSummary) -> None:
+    exact = ("name", "kind", "counts", "n", "null_count", "invalid_count", "outside_band", "unseen_count", "shift")
+    assert {f: getattr(db, f) for f in exact} == {f: getattr(mem, f) for f in exact}
+    # sum(x - shift) can be near zero; judge it against the size of its terms
+    assert close(db.sum, mem.sum, scale=math.sqrt(mem.n * mem.sum_sq)), (db.name, db.sum, mem.sum)
+    assert close(db.sum_sq, mem.sum_sq), (db.name, db.sum_sq, mem.sum_sq)
+    assert close(db.min, mem.min) and close(db.max, mem.max)
+    assert close(db.mean, mem.mean, scale=abs(mem.shift)) and close(db.std, mem.std)
+    assert db.quantiles.keys() == mem.quantiles.keys()
+    assert all(close(db.quantiles[k], mem.quantiles[k]) for k in mem.quantiles), (db.quantiles, mem.quantiles)
+
+
+def assert_same_drift(db: dict[str, ColumnSummary], mem: dict[str, ColumnSummary], profile: ReferenceProfile,
+                      cfg: EndpointConfig) -> None:
+    a, b = compute_drift(db, profile, cfg), compute_drift(mem, profile, cfg)
+    assert (a.status, a.reasons, a.drifted_features) == (b.status, b.reasons, b.drifted_features)
+    assert len(a.feature_rows) == len(b.feature_rows) > 0
+    for ra, rb in zip(a.feature_rows, b.feature_rows, strict=True):
+        assert {k: v for k, v in ra.items() if k not in ("value", "p_value")} == \
+            {k: v for k, v in rb.items() if k not in ("value", "p_value")}
+        assert close(ra["value"], rb["value"], 1.0) and close(ra["p_value"], rb["p_value"], 1.0), (ra, rb)
+    assert a.summary.keys() == b.summary.keys()
+    assert all(close(a.summary[k], b.summary[k], 1.0) for k in a.summary)
+    stats_a = {(r["feature"], r["metric"]): r["value"] for r in a.feature_stats_rows}
+    stats_b = {(r["feature"], r["metric"]): r["value"] for r in b.feature_stats_rows}
+    assert stats_a.keys() == stats_b.keys()
+    assert all(close(stats_a[k], stats_b[k], 1.0) for k in stats_a), [
+        (k, stats_a[k], stats_b[k]) for k in stats_a if not close(stats_a[k], stats_b[k], 1.0)]
+
+
+def assert_same_operational(db: list[tuple], mem: list[tuple]) -> None:
+    assert [(t, m) for t, m, _ in db] == [(t, m) for t, m, _ in mem]
+    assert all(close(a, b) for (_, _, a), (_, _, b) in zip(db, mem, strict=True))
+
+
+def test_database_summaries_equal_in_memory_summaries_of_the_same_rows(conn, db_url):
+    cfg = make_cfg()
+    profile = seed(conn, cfg)
+    result = summaries_in_database(conn, cfg, profile, START, END, cfg.drift.band_k)
+
+    frame = read_arrow_frame(db_url, cfg)
+    memory = summarise_frame(frame, profile, columns_of(cfg, profile), cfg.drift.band_k)
+    assert result.rows == len(frame) == 300
+    assert result.summaries.keys() == memory.keys()
+    for name in memory:
+        assert_same_summary(result.summaries[name], memory[name])
+    x = result.summaries["x"]
+    # NULL is a null; NaN and ±Infinity are invalid; values beyond the edges land in the outer bins
+    assert (x.null_count, x.invalid_count) == (1, 3)
+    assert x.counts[0] >= 1 and x.counts[-1] >= 1
+    assert result.summaries["region"].unseen_count > 0 and result.summaries["code"].unseen_count > 0
+    assert result.first_ts == frame["ts"].min() and result.last_ts == frame["ts"].max()
+    assert_same_drift(result.summaries, memory, profile, cfg)
+    assert set(result.timings) == {"counts", "moments", "quantiles", "operational"}
+
+
+def test_last_edge_belongs_to_the_last_inner_bin(conn):
+    cfg = make_cfg()
+    profile = seed(conn, cfg)
+    col = profile.features["x"]
+    assert isinstance(col, NumericProfile)
+    conn.execute("DELETE FROM inference")
+    conn.execute("INSERT INTO inference (request_id, ts, x) SELECT 'e' || i, %s, e FROM unnest(%s::float8[])"
+                 " WITH ORDINALITY AS t(e, i)", (START, [col.edges[0] - 1, *col.edges, col.edges[-1] + 1]))
+    x = summaries_in_database(conn, cfg, profile, START, END, 3.0).summaries["x"]
+    # below | one value per inner bin, the last inner bin also holding edges[-1] | above
+    assert x.counts == (1, *([1] * (len(col.edges) - 2)), 2, 1)
+
+
+def test_pipeline_view_matches_normalised_frame_and_bucket_metrics(conn, db_url):
+    """With non-finite values read as nulls, the summaries are what `run_interval` computes in memory."""
+    cfg = make_cfg(categorical=("region",))
+    profile = seed(conn, cfg)
+    result = summaries_in_database(conn, cfg, profile, START, END, cfg.drift.band_k, non_finite_as_null=True)
+
+    df, _ = normalise_frame(read_window(db_url, cfg, START, END), cfg)
+    memory = summarise_frame(df, profile, columns_of(cfg, profile), cfg.drift.band_k)
+    for name in memory:
+        assert_same_summary(result.summaries[name], memory[name])
+    assert result.summaries["x"].null_count == 4 and result.summaries["x"].invalid_count == 0
+    assert_same_drift(result.summaries, memory, profile, cfg)
+
+    expected = bucket_metrics(df, cfg, START, END)
+    assert len(expected) == 12 * 6
+    assert_same_operational(result.operational, expected)
+
+
+def test_operational_buckets_without_latency_and_with_a_text_error_flag(conn, db_url):
+    cfg = make_cfg(latency_column=None, error_column="failed")
+    profile = seed(conn, cfg)
+    conn.execute("ALTER TABLE inference ADD COLUMN failed text")
+    conn.execute("UPDATE inference SET failed = CASE WHEN x > 12 THEN ' Yes ' WHEN x < 8 THEN '0'"
+                 " WHEN k > 40 THEN '2.5' WHEN k < 0 THEN 'no' END")
+    conn.commit()
+    result = summaries_in_database(conn, cfg, profile, START, END, 3.0)
+    df, _ = normalise_frame(read_window(db_url, cfg, START, END), cfg)
+    expected = bucket_metrics(df, cfg, START, END)
+    assert {m for _, m, _ in expected} == {"predictions", "errors"}
+    assert sum(v for _, m, v in expected if m == "errors") > 0
+    assert_same_operational(result.operational, expected)
+
+
+def test_empty_window_and_sql_source(conn):
+    cfg = make_cfg(table=None, sql="SELECT * FROM inference WHERE region IS DISTINCT FROM 'west'")
+    profile = seed(conn, cfg)
+    later = END + timedelta(days=1)
+    empty = summaries_in_database(conn, cfg, profile, later, later + timedelta(hours=1), 3.0)
+    memory = summarise_frame(pd.DataFrame({c: pd.Series([], dtype=float) for c in columns_of(cfg, profile)}),
+                             profile, columns_of(cfg, profile), 3.0)
+    assert empty.rows == 0 and empty.operational == [] and empty.first_ts is None
+    assert empty.summaries == memory
+
+    filtered = summaries_in_database(conn, cfg, profile, START, END, 3.0)
+    west = conn.execute("SELECT count(*) FROM inference WHERE region = 'west' AND ts >= %s AND ts < %s",
+                        (START, END)).fetchone()[0]
+    assert filtered.rows == 300 - west and west > 0
+    assert "west" not in profile.features["region"].categories
+
+
+def test_missing_source_column_is_a_source_error_and_the_connection_stays_usable(conn):
+    cfg = make_cfg()
+    profile = seed(conn, cfg)
+    conn.execute("ALTER TABLE inference DROP COLUMN code")
+    conn.commit()
+    with pytest.raises(SourceError, match="code"):
+        summaries_in_database(conn, cfg, profile, START, END, 3.0)
+    assert conn.execute("SELECT count(*) FROM inference").fetchone()[0] == 302
