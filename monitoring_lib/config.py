@@ -361,11 +361,11 @@ def config_files(directory: str | Path | None = None) -> list[Path]:
     return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
 
 
-def load_all(directory: str | Path | None = None) -> dict[str, EndpointConfig]:
-    """Load every file, collecting all problems before failing so a user fixes them in one pass."""
+def load_each(directory: str | Path | None = None) -> tuple[dict[str, EndpointConfig], list[str]]:
+    """Every valid config by endpoint id, and every problem found, so a user fixes them in one pass."""
     directory = Path(directory) if directory else config_dir()
     if not directory.is_dir():
-        raise ConfigError([f"{directory}: (directory): config directory does not exist"])
+        return {}, [f"{directory}: (directory): config directory does not exist"]
     configs: dict[str, EndpointConfig] = {}
     problems: list[str] = []
     for file in config_files(directory):
@@ -379,6 +379,12 @@ def load_all(directory: str | Path | None = None) -> dict[str, EndpointConfig]:
             problems.append(f"{file}: endpoint_id: '{cfg.endpoint_id}' is already defined in {other}")
             continue
         configs[cfg.endpoint_id] = cfg
+    return configs, problems
+
+
+def load_all(directory: str | Path | None = None) -> dict[str, EndpointConfig]:
+    """Load every file; any problem in any file fails the whole load, listing them all."""
+    configs, problems = load_each(directory)
     if problems:
         raise ConfigError(problems)
     return configs

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import psycopg
 
-from monitoring_lib.config import EndpointConfig, config_dir, config_files, load_endpoint_config
+from monitoring_lib.config import EndpointConfig, config_dir, config_files, load_each
 from monitoring_lib.db import connect
-from monitoring_lib.errors import ConfigError
 from monitoring_lib.source import describe_source
 
 NUMERIC_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric", "smallint", "integer", "bigint",
@@ -73,25 +72,11 @@ def validate_configs(
     database: Callable[[], AbstractContextManager[str]],
 ) -> tuple[list[str], int]:
     directory = Path(directory) if directory else config_dir()
-    files = config_files(directory)
-    if not directory.is_dir():
-        return [f"{directory}: (directory): config directory does not exist"], 0
-    if not files:
+    files = config_files(directory) if directory.is_dir() else []
+    if directory.is_dir() and not files:
         return [f"{directory}: (directory): no *.yaml config files found"], 0
-    problems: list[str] = []
-    valid: list[EndpointConfig] = []
-    seen: dict[str, str] = {}
-    for file in files:
-        try:
-            cfg = load_endpoint_config(file)
-        except ConfigError as exc:
-            problems += exc.problems
-            continue
-        if cfg.endpoint_id in seen:
-            problems.append(f"{file}: endpoint_id: '{cfg.endpoint_id}' is already defined in {seen[cfg.endpoint_id]}")
-            continue
-        seen[cfg.endpoint_id] = str(file)
-        valid.append(cfg)
+    configs, problems = load_each(directory)
+    valid = list(configs.values())
     if check_database and valid:
         with database() as url, connect(url) as conn:
             for cfg in valid:
