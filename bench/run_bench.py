@@ -175,10 +175,9 @@ def read_floor(url: str, cfg: Any, repeats: int = 2) -> float:
     """Fastest of `repeats` raw transfers of exactly the monitored columns into Arrow, nothing else."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    from monitoring_lib.source import render, window_query
+    from monitoring_lib.source import window_query
 
-    with psycopg.connect(url) as conn:
-        text = render(window_query(cfg), conn)
+    text = window_query(cfg).as_string()
     best = float("inf")
     for _ in range(repeats):
         with adbc.connect(url) as aconn, aconn.cursor() as cur:

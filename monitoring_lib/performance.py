@@ -6,7 +6,7 @@ computed, so performance fills in as labels arrive and never double counts.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -98,17 +98,17 @@ def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime) 
     end = datetime.fromisoformat(window_end) if isinstance(window_end, str) else window_end
     interval = cfg.schedule.interval
     updated = []
+    since = end - max(cfg.labels.lookback, interval)
     with connect(url) as conn:
         spans = conn.execute(
             "SELECT window_start, window_end FROM monitoring.interval_runs WHERE endpoint_id = %s"
             " AND status = 'ok' AND window_end <= %s AND window_end > %s ORDER BY window_start",
-            (cfg.endpoint_id, end, end - max(cfg.labels.lookback, interval)),
+            (cfg.endpoint_id, end, since),
         ).fetchall()
         stored = dict(((r[0], r[1]), r[2]) for r in conn.execute(
             "SELECT window_start, window_end, label_count FROM monitoring.model_performance"
             " WHERE endpoint_id = %s AND segment = 'all' AND metric = %s AND window_end > %s",
-            (cfg.endpoint_id, "mae" if cfg.model.task == "regression" else "accuracy",
-             end - max(cfg.labels.lookback, interval) - timedelta(seconds=1)),
+            (cfg.endpoint_id, "mae" if cfg.model.task == "regression" else "accuracy", since),
         ).fetchall())
         for start_w, end_w in spans:
             df = _labelled(conn, cfg, start_w, end_w)

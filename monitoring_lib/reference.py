@@ -31,8 +31,7 @@ def read_training_data(url: str, *, table: str | None = None, query: str | None 
     import adbc_driver_postgresql.dbapi as adbc
 
     if table:
-        with connect(url) as conn:
-            text = sql.SQL("SELECT * FROM {}").format(qualified(table)).as_string(conn)
+        text = sql.SQL("SELECT * FROM {}").format(qualified(table)).as_string()
         where = f"table:{table}"
     elif query:
         text, where = query, "query"

@@ -47,16 +47,11 @@ def window_query(cfg: EndpointConfig, columns: list[str] | None = None, placehol
     )
 
 
-def render(query: sql.Composable, conn: psycopg.Connection) -> str:
-    return query.as_string(conn)
-
-
 def read_window(url: str, cfg: EndpointConfig, start: datetime, end: datetime) -> pd.DataFrame:
     """Fetch the window's rows into pandas through Arrow (one read, no per-row Python)."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    with psycopg.connect(url) as pconn:
-        text = render(window_query(cfg), pconn)
+    text = window_query(cfg).as_string()  # identifiers need no connection to be quoted
     try:
         with adbc.connect(url) as aconn, aconn.cursor() as cur:
             cur.execute(text, (start, end))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import psycopg
 from grafana_sql import expand
-from test_grafana_dashboards import DASHBOARD_FILES, KEY_PANELS, _load, _run
+from test_grafana_dashboards import DASHBOARD_FILES, KEY_PANELS, _load, _resolve_variables, _run
 
 from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
 from monitoring_lib.performance import recompute_recent
@@ -16,22 +15,6 @@ from tests.test_pipeline import demo_config
 
 END = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 START = END - timedelta(hours=12)
-
-
-def _variables(conn: psycopg.Connection, dash: dict) -> dict:
-    values: dict = {}
-    for var in dash["templating"]["list"]:
-        if var["type"] == "custom":
-            options = [o.strip() for o in var["query"].split(",")]
-        else:
-            _, rows = _run(conn, expand(var["query"], values, time_from=START, time_to=END))
-            options = [str(r[0]) for r in rows]
-        assert options, f"variable {var['name']} of {dash['uid']} has no values"
-        if var["name"] == "feature" and "claimed_amount" in options:
-            options.remove("claimed_amount")
-            options.insert(0, "claimed_amount")
-        values[var["name"]] = options if (var.get("multi") or var.get("includeAll")) else options[0]
-    return values
 
 
 def test_panels_and_applications_on_pipeline_output(conn, db_url):
@@ -63,7 +46,8 @@ def test_panels_and_applications_on_pipeline_output(conn, db_url):
     conn.execute("SET ROLE mlmon_readonly")
     for path in DASHBOARD_FILES:
         dash = _load(path)
-        variables = _variables(conn, dash)
+        variables = _resolve_variables(conn, dash, time_from=START, time_to=END,
+                                       prefer={"feature": "claimed_amount"})
         for panel in dash["panels"]:
             for target in panel["targets"]:
                 text = expand(target["rawSql"], variables, time_from=START, time_to=END,

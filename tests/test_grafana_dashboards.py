@@ -396,16 +396,25 @@ def _run(conn: psycopg.Connection, sql_text: str) -> tuple[list[str], list[tuple
         return [c.name for c in cur.description], rows
 
 
-def _resolve_variables(conn: psycopg.Connection, dash: dict[str, Any]) -> dict[str, str | list[str]]:
-    """Run each variable query in order, as Grafana does; multi/All variables get every value."""
+def _resolve_variables(
+    conn: psycopg.Connection, dash: dict[str, Any], *, time_from: datetime = RANGE_FROM,
+    time_to: datetime = RANGE_TO, prefer: dict[str, str] | None = None,
+) -> dict[str, str | list[str]]:
+    """Run each variable query in order, as Grafana does; multi/All variables get every value.
+
+    `prefer` puts a value first when present, so a single-value variable picks it.
+    """
     values: dict[str, str | list[str]] = {}
     for var in dash["templating"]["list"]:
         if var["type"] == "custom":
             options = [o.strip() for o in var["query"].split(",")]
         else:
-            _, rows = _run(conn, expand(var["query"], values, time_from=RANGE_FROM, time_to=RANGE_TO))
+            _, rows = _run(conn, expand(var["query"], values, time_from=time_from, time_to=time_to))
             options = [str(r[0]) for r in rows]
         assert options, f"variable {var['name']} of {dash['uid']} has no values"
+        wanted = (prefer or {}).get(var["name"])
+        if wanted in options:
+            options = [wanted, *(o for o in options if o != wanted)]
         values[var["name"]] = options if (var.get("multi") or var.get("includeAll")) else options[0]
     return values
 

@@ -24,7 +24,7 @@ from monitoring_lib.errors import SourceError
 from monitoring_lib.frames import normalise_frame
 from monitoring_lib.operational import bucket_metrics
 from monitoring_lib.pushdown import summaries_in_database
-from monitoring_lib.source import read_window, render, window_query
+from monitoring_lib.source import read_window, window_query
 
 START = datetime(2026, 4, 2, 9, tzinfo=timezone.utc)
 END = START + timedelta(hours=1)
@@ -94,8 +94,7 @@ def read_arrow_frame(db_url: str, cfg: EndpointConfig) -> pd.DataFrame:
     """The window read through Arrow, keeping NULL and NaN apart as the database does."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    with psycopg.connect(db_url) as pconn:
-        text = render(window_query(cfg), pconn)
+    text = window_query(cfg).as_string()
     with adbc.connect(db_url) as aconn, aconn.cursor() as cur:
         cur.execute(text, (START, END))
         return cur.fetch_arrow_table().to_pandas(types_mapper=pd.ArrowDtype)
