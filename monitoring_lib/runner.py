@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -163,34 +164,44 @@ def _compute(
     stage: _Stages,
     out: _Computed,
 ) -> None:
-    with stage("operational"):
-        out.operational = bucket_metrics(df, cfg, start, end)
-    if cfg.quality.enabled:
-        from monitoring_lib.quality.validate import run_quality
+    drift_wanted = cfg.drift.enabled and profile is not None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-drift") as pool:
+        # Drift is NumPy work that releases the GIL; run it beside Great Expectations (mostly Python)
+        # and keep its result only if the quality policy lets drift through.
+        pending = pool.submit(_timed_drift, df, profile, cfg, stage) if drift_wanted else None
+        with stage("operational"):
+            out.operational = bucket_metrics(df, cfg, start, end)
+        if cfg.quality.enabled:
+            from monitoring_lib.quality.validate import run_quality
 
-        with stage("quality"):
-            out.quality = run_quality(df, cfg, profile, start, end, now=now)
-        out.dq_state = out.quality.state
-        out.failed_critical = [r.expectation_id for r in out.quality.results
-                               if not r.success and r.severity == "critical"]
-    skip_drift = out.dq_state == "failed" and cfg.quality.on_failure != "compute_drift"
-    if not cfg.drift.enabled:
-        out.drift_status = "disabled"
-    elif profile is None:
-        out.drift_status = "no_reference"
-    elif skip_drift:
-        out.drift_status = "skipped"
-    else:
-        from monitoring_lib.drift.engine import summarise_and_compute
-
-        with stage("drift"):
-            out.drift = summarise_and_compute(df, profile, cfg)
-        out.drift_status = out.drift.status
+            with stage("quality"):
+                out.quality = run_quality(df, cfg, profile, start, end, now=now)
+            out.dq_state = out.quality.state
+            out.failed_critical = [r.expectation_id for r in out.quality.results
+                                   if not r.success and r.severity == "critical"]
+        skip_drift = out.dq_state == "failed" and cfg.quality.on_failure != "compute_drift"
+        if not cfg.drift.enabled:
+            out.drift_status = "disabled"
+        elif profile is None:
+            out.drift_status = "no_reference"
+        elif skip_drift:
+            out.drift_status = "skipped"
+            pending.cancel()  # type: ignore[union-attr]
+        else:
+            out.drift = pending.result()  # type: ignore[union-attr]
+            out.drift_status = out.drift.status
     with stage("applications"):
         out.apps = compute_kpis(df, cfg.kpis)
         if out.drift is not None:
             out.apps += _drift_app_results(out.drift, cfg.drift.feature.metric)
         out.apps += run_user_applications(df, profile, cfg)
+
+
+def _timed_drift(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig, stage: _Stages) -> Any:
+    from monitoring_lib.drift.engine import summarise_and_compute
+
+    with stage("drift"):
+        return summarise_and_compute(df, profile, cfg)
 
 
 def _drift_app_results(drift: Any, feature_metric: str) -> list[AppResult]:
