@@ -88,11 +88,12 @@ def create_source(conn: psycopg.Connection, table: str, rows: int, start: dateti
     return time.perf_counter() - began
 
 
-def make_config(table: str) -> Any:
+def make_config(table: str, compute: str = "memory") -> Any:
     from monitoring_lib.config import EndpointConfig
 
     return EndpointConfig.model_validate({
         "endpoint_id": ENDPOINT,
+        "compute": compute,
         "project": "bench",
         "model": {"name": "claims_model", "version": "1", "class": "sklearn.ensemble.HistGradientBoostingRegressor"},
         "source": {"table": f"{SCHEMA}.{table}", "timestamp_column": "ts", "request_id_column": "request_id",
@@ -145,25 +146,20 @@ def pipeline_child(url: str, cfg: Any) -> dict:
 
 
 def pushdown_child(url: str, configs: list[Any]) -> dict:
-    """`summaries_in_database` + `compute_drift` for each config's window; nothing row-level reaches Python."""
-    from monitoring_lib.drift.engine import compute_drift
-    from monitoring_lib.profiles import load_active_profile
-    from monitoring_lib.pushdown import summaries_in_database
+    """`run_interval` with `compute: database` for each config's window: quality, drift, bad rows and
+    operational metrics from aggregate queries, results written; nothing row-level reaches Python."""
+    import great_expectations  # noqa: F401  (imported by the runner's quality module)
+
+    from monitoring_lib.runner import run_interval
 
     base = peak_rss_mb()
     out: dict[str, Any] = {"runs": []}
-    with psycopg.connect(url) as conn:
-        profile = load_active_profile(conn, ENDPOINT, "1")
-        conn.commit()
-        for cfg in configs:
-            began = time.perf_counter()
-            result = summaries_in_database(conn, cfg, profile, WINDOW_START, WINDOW_END, cfg.drift.band_k)
-            summarised = time.perf_counter()
-            drift = compute_drift(result.summaries, profile, cfg)
-            done = time.perf_counter()
-            out["runs"].append({"rows": result.rows, "seconds": done - began, "queries": result.timings,
-                                "compute_drift_s": done - summarised, "drift_status": drift.status,
-                                "operational_rows": len(result.operational)})
+    for cfg in configs:
+        began = time.perf_counter()
+        report = run_interval(url, cfg, WINDOW_START, WINDOW_END)
+        out["runs"].append({"rows": report.rows, "seconds": time.perf_counter() - began,
+                            "queries": dict(report.timings), "drift_status": report.drift_status,
+                            "dq_state": report.dq_state})
     out["rss_after_imports_mb"] = base
     out["peak_rss_mb"] = peak_rss_mb()
     return out
@@ -301,13 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         print("running the in-memory pipeline (child process) ...", flush=True)
         pipe = _in_child(pipeline_child, url, cfg)
 
-        configs = [cfg]
+        configs = [make_config("interval", compute="database")]
         if not args.skip_pushdown:
             print(f"generating the pushdown interval: {args.pushdown_rows:,} rows ...", flush=True)
             with psycopg.connect(url) as conn:
                 setup["generate_pushdown_s"] = create_source(conn, "pushdown", args.pushdown_rows, WINDOW_START,
                                                              drift=True)
-            configs.append(make_config("pushdown"))
+            configs.append(make_config("pushdown", compute="database"))
         print("running the in-database pushdown (child process) ...", flush=True)
         push = _in_child(pushdown_child, url, configs)
         print("pushing 10,000 Dynatrace lines to the local ingest server ...", flush=True)

@@ -282,9 +282,9 @@ class EndpointConfig(_Frozen):
     source: SourceConfig
     labels: LabelConfig | None = None
     schedule: ScheduleConfig = ScheduleConfig()
-    # In-database summaries (monitoring_lib.pushdown) are measured by `make bench` but not yet used by the
-    # scheduled pipeline, so only the in-memory mode can be configured.
-    compute: Literal["memory"] = "memory"
+    # memory: one Arrow read per window, checks on the DataFrame. database: aggregate queries only, for
+    # windows too large to hold (monitoring_lib.pushdown, pushdown_rows, quality.in_database).
+    compute: Literal["memory", "database"] = "memory"
     drift: DriftConfig = DriftConfig()
     quality: QualityConfig = QualityConfig()
     dynatrace: DynatraceConfig = DynatraceConfig()
@@ -305,6 +305,9 @@ class EndpointConfig(_Frozen):
             missing = sorted(set(names) - features)
             if missing:
                 raise ValueError(f"{section}: not a configured feature: {missing}")
+        if self.compute == "database" and self.applications:
+            raise ValueError("applications: user applications receive the interval's rows, which compute: database "
+                             "never reads; use compute: memory for this endpoint or remove the applications")
         return self
 
 

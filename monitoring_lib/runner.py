@@ -94,35 +94,24 @@ def run_interval(
         profile = load_active_profile(conn, cfg.endpoint_id, model_version)
         conn.commit()
 
-    with stage("extract"):
-        raw = read_window(url, cfg, start, end)
-    with stage("normalise"):
-        df, bad = normalise_frame(raw, cfg)
-    del raw
-
-    result = _Computed(bad=bad)
-    if not df.empty:
-        _compute(df, cfg, profile, start, end, now, stage, result)
+    compute = _compute_in_database if cfg.compute == "database" else _compute_in_memory
+    result, first_ts, last_ts = compute(url, cfg, profile, start, end, now, stage)
+    rows = result.bad.rows
 
     with stage("write"), connect(url) as conn:
         with conn.transaction():
-            result.anomalies = _anomalies(conn, cfg, start, result) if not df.empty else []
+            result.anomalies = _anomalies(conn, cfg, start, result) if rows else []
             _write(conn, cfg, start, end, model_version, profile, result, started_at, stage)
             lines = _stage_dynatrace(conn, cfg, start, end, model_version)
-            ts = df[cfg.source.timestamp_column] if not df.empty else None
-            refresh_endpoint_totals(
-                conn, cfg.endpoint_id,
-                None if ts is None else ts.min().to_pydatetime(),
-                None if ts is None else ts.max().to_pydatetime(),
-            )
+            refresh_endpoint_totals(conn, cfg.endpoint_id, first_ts, last_ts)
 
     report = IntervalReport(
         endpoint_id=cfg.endpoint_id,
         window_start=start,
         window_end=end,
-        status="no_data" if df.empty else "ok",
-        rows=len(df),
-        bad_rows=bad.bad_rows,
+        status="ok" if rows else "no_data",
+        rows=rows,
+        bad_rows=result.bad.bad_rows,
         dq_state=result.dq_state,
         drift_status=result.drift_status,
         general_drift=result.drift.summary.get("general_drift") if result.drift else None,
@@ -154,6 +143,78 @@ class _Computed:
     anomalies: list[AppResult] = field(default_factory=list)
 
 
+def _compute_in_memory(
+    url: str, cfg: EndpointConfig, profile: ReferenceProfile | None, start: datetime, end: datetime,
+    now: datetime, stage: _Stages,
+) -> tuple[_Computed, datetime | None, datetime | None]:
+    """One Arrow read of the window, then every check and summary on the DataFrame."""
+    with stage("extract"):
+        raw = read_window(url, cfg, start, end)
+    with stage("normalise"):
+        df, bad = normalise_frame(raw, cfg)
+    del raw
+    result = _Computed(bad=bad)
+    if df.empty:
+        return result, None, None
+    _compute(df, cfg, profile, start, end, now, stage, result)
+    ts = df[cfg.source.timestamp_column]
+    return result, ts.min().to_pydatetime(), ts.max().to_pydatetime()
+
+
+def _compute_in_database(
+    url: str, cfg: EndpointConfig, profile: ReferenceProfile | None, start: datetime, end: datetime,
+    now: datetime, stage: _Stages,
+) -> tuple[_Computed, datetime | None, datetime | None]:
+    """`compute: database`: the same results from aggregate queries in one snapshot; no row leaves PostgreSQL."""
+    from monitoring_lib.drift.engine import compute_drift
+    from monitoring_lib.pushdown import summaries_in_database
+    from monitoring_lib.pushdown_rows import bad_rows_in_database, kpis_in_database, require_numeric_types
+    from monitoring_lib.quality.in_database import run_quality_in_database
+    from monitoring_lib.source import describe_source
+
+    with connect(url) as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        types = describe_source(conn, cfg.source)
+        require_numeric_types(cfg, types)
+        with stage("summaries"):
+            pushed = summaries_in_database(conn, cfg, profile, start, end, cfg.drift.band_k, non_finite_as_null=True)
+        with stage("bad_rows"):
+            result = _Computed(bad=bad_rows_in_database(conn, cfg, types, start, end))
+        if not result.bad.rows:
+            return result, None, None
+        result.operational = pushed.operational
+        if cfg.quality.enabled:
+            with stage("quality"):
+                result.quality = run_quality_in_database(conn, cfg, profile, start, end, now=now)
+            _note_quality(result)
+        result.drift_status = _drift_not_computed(cfg, profile, result.dq_state)
+        if result.drift_status is None:
+            with stage("drift"):
+                result.drift = compute_drift(pushed.summaries, profile, cfg)
+            result.drift_status = result.drift.status
+        with stage("applications"):
+            result.apps = kpis_in_database(conn, cfg, types, start, end)
+            if result.drift is not None:
+                result.apps += _drift_app_results(result.drift, cfg.drift.feature.metric)
+    return result, pushed.first_ts, pushed.last_ts
+
+
+def _note_quality(out: _Computed) -> None:
+    out.dq_state = out.quality.state
+    out.failed_critical = [r.expectation_id for r in out.quality.results if not r.success and r.severity == "critical"]
+
+
+def _drift_not_computed(cfg: EndpointConfig, profile: ReferenceProfile | None, dq_state: str | None) -> str | None:
+    """Why drift is not computed for this window, or None when it is."""
+    if not cfg.drift.enabled:
+        return "disabled"
+    if profile is None:
+        return "no_reference"
+    if dq_state == "failed" and cfg.quality.on_failure != "compute_drift":
+        return "skipped"
+    return None
+
+
 def _compute(
     df: pd.DataFrame,
     cfg: EndpointConfig,
@@ -176,20 +237,13 @@ def _compute(
 
             with stage("quality"):
                 out.quality = run_quality(df, cfg, profile, start, end, now=now)
-            out.dq_state = out.quality.state
-            out.failed_critical = [r.expectation_id for r in out.quality.results
-                                   if not r.success and r.severity == "critical"]
-        skip_drift = out.dq_state == "failed" and cfg.quality.on_failure != "compute_drift"
-        if not cfg.drift.enabled:
-            out.drift_status = "disabled"
-        elif profile is None:
-            out.drift_status = "no_reference"
-        elif skip_drift:
-            out.drift_status = "skipped"
-            pending.cancel()  # type: ignore[union-attr]
-        else:
+            _note_quality(out)
+        out.drift_status = _drift_not_computed(cfg, profile, out.dq_state)
+        if out.drift_status is None:
             out.drift = pending.result()  # type: ignore[union-attr]
             out.drift_status = out.drift.status
+        elif pending is not None:
+            pending.cancel()
     with stage("applications"):
         out.apps = compute_kpis(df, cfg.kpis)
         if out.drift is not None:

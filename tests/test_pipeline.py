@@ -33,6 +33,11 @@ def demo_config(**changes: dict) -> EndpointConfig:
 
 @pytest.fixture()
 def demo_db(conn, db_url):
+    return seed_and_fit(conn, db_url)
+
+
+def seed_and_fit(conn: psycopg.Connection, db_url: str) -> str:
+    """The 12-hour demo scenario with its reference profile fitted; returns the database URL."""
     seeded = seed_demo(conn, end=END, hours=12, rows_per_hour=400, seed=5, now=END + timedelta(hours=1))
     conn.commit()
     cfg = demo_config()

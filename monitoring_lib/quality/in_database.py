@@ -1,0 +1,400 @@
+"""The interval's quality checks evaluated by PostgreSQL, for `compute: database`: no row leaves the database.
+
+The suite is the one `build_expectations` gives the in-memory path, and every result is the one
+`validate.run_quality` gives after `read_window` + `normalise_frame` on the same rows, so
+`quality.store` writes the same `data_quality_results` rows in either mode:
+
+- each column is compared as the normalised frame holds it: numeric columns as float8 with NaN and
+  ±Infinity (and text that is not a number) as null, categorical columns as the text `category_text`
+  gives, the error flag as `normalise_frame` reads it, timestamps as UTC instants;
+- one aggregate scan of the window counts, per row-level check, the rows it looks at, their nulls and
+  the unexpected ones (`count(*) FILTER (WHERE ...)`); duplicates for uniqueness come from a
+  `GROUP BY ... HAVING count(*) > 1` query; a last count of the rows any failed check flags is run
+  only when some row-level check failed;
+- success, `mostly` and percentages follow Great Expectations' own formulas (map checks are judged
+  over non-null values, the null check over all rows it looks at);
+- column presence and dtypes are answered from the source's column types, without reading rows.
+
+Results carry no `partial_unexpected_list` (that would need row values). An expectation the SQL path
+cannot evaluate exactly (another type, other kwargs) is reported as a failed result saying so, never
+dropped. Identifiers are quoted with `psycopg.sql`; bounds, sets and window limits are bound values.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.errors import DatabaseUnavailableError, SourceError
+from monitoring_lib.pushdown import _NUMBER_TYPES, _category_key, _error_flag, _finite, _Params
+from monitoring_lib.quality.suite import FLOAT_MAX, ExpectationSpec, build_expectations
+from monitoring_lib.quality.validate import QualityOutcome, QualityResult, _error_result, _result, _state
+from monitoring_lib.source import describe_source, source_relation
+
+Kind = Literal["numeric", "category", "timestamp", "flag", "raw"]
+
+NOT_NULL = "ExpectColumnValuesToNotBeNull"
+UNIQUE = "ExpectColumnValuesToBeUnique"
+BETWEEN = "ExpectColumnValuesToBeBetween"
+IN_SET = "ExpectColumnValuesToBeInSet"
+COLUMNS_MATCH = "ExpectTableColumnsToMatchSet"
+ROW_COUNT = "ExpectTableRowCountToBeBetween"
+
+_GENERAL_KWARGS = {"meta", "notes", "description"}
+_KWARGS: dict[str, set[str]] = {
+    NOT_NULL: {"column", "mostly", "row_condition", "condition_parser"},
+    UNIQUE: {"column", "mostly", "row_condition", "condition_parser"},
+    BETWEEN: {"column", "mostly", "row_condition", "condition_parser", "min_value", "max_value", "strict_min",
+              "strict_max"},
+    IN_SET: {"column", "mostly", "row_condition", "condition_parser", "value_set"},
+    COLUMNS_MATCH: {"column_set", "exact_match"},
+    ROW_COUNT: {"min_value", "max_value", "strict_min", "strict_max"},
+}
+_TEXT_TYPES = {"text", "varchar", "name"}
+_FLOAT_TYPES = {"float4", "float8"}
+# What `normalise_frame` leaves for a timestamp column read through Arrow from each PostgreSQL type.
+_DATETIME_DTYPES = {"timestamptz": "datetime64[us, UTC]", "timestamp": "datetime64[us, UTC]",
+                    "date": "datetime64[s, UTC]"}
+# A finite decimal number as `pandas.to_numeric` parses it from text (surrounding whitespace allowed).
+_NUMBER_TEXT = r"^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]{1,4})?$"
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+
+
+@dataclass(frozen=True)
+class _Column:
+    """A source column as the normalised frame holds it: its kind and its value as SQL (NULL = missing)."""
+
+    kind: Kind
+    pgtype: str
+    value: sql.Composable
+
+
+@dataclass(frozen=True)
+class _RowCheck:
+    """A map expectation as SQL: the rows it looks at, their value, and which of them are unexpected.
+
+    `unexpected` is None for uniqueness, whose unexpected rows are those sharing a value with another.
+    """
+
+    spec: ExpectationSpec
+    domain: sql.Composable
+    value: sql.Composable
+    unexpected: sql.Composable | None
+    mostly: float
+
+
+def _window(cfg: EndpointConfig, p: _Params, start: datetime, end: datetime) -> sql.Composed:
+    """`rel WHERE <in [start, end)>`, the rows `read_window` selects; callers append `AND ...` conditions."""
+    ts = sql.Identifier(cfg.source.timestamp_column)
+    return sql.SQL("{rel} WHERE {ts} >= {s} AND {ts} < {e}").format(
+        rel=source_relation(cfg.source), ts=ts, s=p(start), e=p(end))
+
+
+def _numeric_value(name: str, pgtype: str) -> sql.Composable:
+    """float8, null where `normalise_frame` leaves NaN: nulls, NaN, ±Infinity and text that is not a number."""
+    col = sql.Identifier(name)
+    if pgtype in _NUMBER_TYPES:
+        v = sql.SQL("{}::float8").format(col)
+        return sql.SQL("(CASE WHEN {f} THEN {v} END)").format(f=_finite(v), v=v)
+    if pgtype == "bool":
+        return sql.SQL("(CASE WHEN {c} THEN 1.0::float8 WHEN NOT {c} THEN 0.0::float8 END)").format(c=col)
+    text = sql.SQL("btrim({}::text, E' \\t\\n\\r\\f\\x0B')").format(col)
+    number = sql.SQL("{}::numeric").format(text)
+    return sql.SQL(
+        "(CASE WHEN NOT ({t} ~ {pattern}) THEN NULL WHEN abs({n}) > {max} THEN NULL"
+        " WHEN abs({n}) < {tiny} THEN 0.0::float8 ELSE {n}::float8 END)"
+    ).format(t=text, pattern=sql.Literal(_NUMBER_TEXT), n=number, max=sql.Literal(FLOAT_MAX),
+             tiny=sql.Literal(_SMALLEST_NORMAL))
+
+
+def _timestamp_value(name: str, pgtype: str) -> sql.Composable:
+    """The instant `normalise_frame` reads: naive timestamps and dates are taken as UTC."""
+    col = sql.Identifier(name)
+    if pgtype == "timestamp":
+        return sql.SQL("({} AT TIME ZONE 'UTC')").format(col)
+    if pgtype == "date":
+        return sql.SQL("({}::timestamp AT TIME ZONE 'UTC')").format(col)
+    return col
+
+
+def _raw_value(name: str, pgtype: str) -> sql.Composable:
+    col = sql.Identifier(name)
+    return sql.SQL("NULLIF({}, 'NaN')").format(col) if pgtype in _FLOAT_TYPES else col
+
+
+def _columns(cfg: EndpointConfig, types: dict[str, str]) -> dict[str, _Column]:
+    """Every column the pipeline reads, converted in the order `normalise_frame` converts them."""
+    src = cfg.source
+    cols = {c: _Column("raw", types[c], _raw_value(c, types[c])) for c in src.columns()}
+    if src.error_column:
+        t = types[src.error_column]
+        cols[src.error_column] = _Column("flag", t, _error_flag(src.error_column, t))
+    numeric = [*src.numeric_features, src.prediction_column, *([src.latency_column] if src.latency_column else [])]
+    for c in dict.fromkeys(numeric):
+        cols[c] = _Column("numeric", types[c], _numeric_value(c, types[c]))
+    for c in src.categorical_features:
+        cols[c] = _Column("category", types[c], _category_key(c, types[c]))
+    ts = src.timestamp_column
+    cols[ts] = _Column("timestamp", types[ts], _timestamp_value(ts, types[ts]))
+    return cols
+
+
+def _not_available(spec: ExpectationSpec, why: str = "") -> QualityResult:
+    what = f"{spec.expectation_type} {why}".strip()
+    return _error_result(
+        spec, f"{what} is not available in `compute: database` mode; use `compute: memory` for this endpoint"
+              " or change the expectation")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _dtype_result(spec: ExpectationSpec, cols: dict[str, _Column]) -> QualityResult:
+    """A local dtype check answered from the column's SQL type: the dtype the normalised frame gives it."""
+    col = cols.get(spec.column or "")
+    if col is None:
+        return _error_result(spec, f"column '{spec.column}' is missing")
+    if col.kind == "numeric":
+        observed = "float64"
+    elif col.kind == "flag":
+        observed = "bool"
+    elif col.kind == "category":
+        observed = "string"
+    elif col.kind == "timestamp" and col.pgtype in _DATETIME_DTYPES:
+        observed = _DATETIME_DTYPES[col.pgtype]
+    else:
+        return _not_available(spec, f"({spec.local_check}) on a {col.pgtype} column")
+    ok = {"numeric_dtype": "numeric", "boolean_dtype": "flag", "datetime_dtype": "timestamp"}[spec.local_check or ""]
+    return _result(spec, col.kind == ok, observed=observed)
+
+
+def _columns_result(spec: ExpectationSpec, cfg: EndpointConfig) -> QualityResult:
+    """As GX judges the frame `read_window` returns: exactly the configured columns (all verified present)."""
+    actual = set(cfg.source.columns())
+    expected = set(spec.kwargs.get("column_set") or [])
+    unexpected, missing = sorted(actual - expected), sorted(expected - actual)
+    observed = sorted(actual)
+    if not unexpected and not missing:
+        return _result(spec, True, observed=observed)
+    mismatched = {k: v for k, v in (("unexpected", unexpected), ("missing", missing)) if v}
+    exact = spec.kwargs.get("exact_match", True)
+    return _result(spec, not exact and not missing, observed=observed, details={"mismatched": mismatched})
+
+
+def _row_count_result(spec: ExpectationSpec, rows: int) -> QualityResult:
+    kw = spec.kwargs
+    lo, hi = kw.get("min_value"), kw.get("max_value")
+    ok = lo is None or (rows > lo if kw.get("strict_min") else rows >= lo)
+    ok = ok and (hi is None or (rows < hi if kw.get("strict_max") else rows <= hi))
+    return _result(spec, bool(ok), observed=rows)
+
+
+def _domain(spec: ExpectationSpec, cfg: EndpointConfig, cols: dict[str, _Column]) -> sql.Composable | None:
+    """The rows a check looks at: all, or the non-error rows for the row condition the suite writes."""
+    condition = spec.kwargs.get("row_condition")
+    if not condition:
+        return sql.SQL("true")
+    error = cfg.source.error_column
+    if error and condition == f"`{error}` != True" and spec.kwargs.get("condition_parser") == "pandas":
+        return sql.SQL("NOT {}").format(cols[error].value)
+    return None
+
+
+def _between(spec: ExpectationSpec, col: _Column, p: _Params) -> sql.Composable | str:
+    kw = spec.kwargs
+    bounds = [kw.get("min_value"), kw.get("max_value")]
+    if col.kind == "numeric" and all(b is None or _is_number(b) for b in bounds):
+        cast = "::float8"
+    elif col.kind == "timestamp" and all(b is None or (isinstance(b, datetime) and b.tzinfo) for b in bounds):
+        cast = "::timestamptz"
+    else:
+        return f"on a {col.kind} column with bounds {bounds!r}"
+    inside: list[sql.Composable] = []
+    for bound, strict, op in ((bounds[0], kw.get("strict_min"), ">"), (bounds[1], kw.get("strict_max"), "<")):
+        if bound is not None:
+            inside.append(sql.SQL("{v} {op} {b}").format(v=col.value, op=sql.SQL(op if strict else op + "="),
+                                                      b=p(bound, cast)))
+    return sql.SQL("({v} IS NOT NULL AND NOT ({inside}))").format(v=col.value, inside=sql.SQL(" AND ").join(inside))
+
+
+def _in_set(spec: ExpectationSpec, col: _Column, p: _Params) -> sql.Composable | str:
+    values = list(spec.kwargs.get("value_set") or [])
+    if col.kind == "numeric" and all(_is_number(v) or isinstance(v, str) for v in values):
+        # a float column never equals a text value, as `Series.isin` compares
+        members, cast = [float(v) for v in values if _is_number(v)], "::float8[]"
+    elif (col.kind == "category" or (col.kind == "raw" and col.pgtype in _TEXT_TYPES)) and all(
+            isinstance(v, str) for v in values):
+        members, cast = values, "::text[]"
+    else:
+        return f"on a {col.kind} column ({col.pgtype}) with this value_set"
+    return sql.SQL("({v} IS NOT NULL AND NOT ({v} = ANY({set})))").format(v=col.value, set=p(members, cast))
+
+
+def _row_check(
+    spec: ExpectationSpec, cfg: EndpointConfig, cols: dict[str, _Column], p: _Params
+) -> _RowCheck | QualityResult:
+    """The SQL form of a supported map expectation, or the failed result saying why there is none."""
+    kw = spec.kwargs
+    column = kw.get("column")
+    col = cols.get(column) if isinstance(column, str) else None
+    if col is None:
+        return _error_result(spec, f"column '{column}' is not among the source columns the pipeline reads")
+    mostly = kw.get("mostly", 1.0)
+    if not _is_number(mostly):
+        return _not_available(spec, f"with mostly={mostly!r}")
+    domain = _domain(spec, cfg, cols)
+    if domain is None:
+        return _not_available(spec, f"with row_condition {kw.get('row_condition')!r}")
+    unexpected: sql.Composable | str | None = None
+    if spec.expectation_type == NOT_NULL:
+        unexpected = sql.SQL("({} IS NULL)").format(col.value)
+    elif spec.expectation_type == BETWEEN:
+        unexpected = _between(spec, col, p)
+    elif spec.expectation_type == IN_SET:
+        unexpected = _in_set(spec, col, p)
+    if isinstance(unexpected, str):
+        return _not_available(spec, unexpected)
+    return _RowCheck(spec, domain, col.value, unexpected, float(mostly))
+
+
+def _map_result(check: _RowCheck, element: int, nulls: int, unexpected: int) -> QualityResult:
+    """Success and percentages exactly as Great Expectations computes them for map expectations."""
+    spec = check.spec
+    if spec.expectation_type == NOT_NULL:  # judged over every row it looks at; no missing values
+        success = element == 0 or (element - unexpected) / element >= check.mostly
+        percent = unexpected / element * 100 if element > 0 else None
+        return _result(spec, success, details={"element_count": element}, unexpected_count=unexpected,
+                       unexpected_percent=percent)
+    nonnull = element - nulls
+    success = nonnull == 0 or (nonnull - unexpected) / nonnull >= check.mostly
+    percent = unexpected / nonnull * 100 if nonnull > 0 else None
+    details = {"element_count": element, "missing_count": nulls,
+               "missing_percent": nulls / element * 100 if element > 0 else None}
+    return _result(spec, success, details=details, unexpected_count=unexpected,
+                   unexpected_percent=percent if percent is None or math.isfinite(percent) else None)
+
+
+def _duplicates(check: _RowCheck, window: sql.Composable) -> sql.Composed:
+    """Values of the check's rows that occur more than once (GROUP BY position: the value may hold literals)."""
+    return sql.SQL("SELECT {v} FROM {w} AND {d} AND {v} IS NOT NULL GROUP BY 1 HAVING count(*) > 1").format(
+        v=check.value, w=window, d=check.domain)
+
+
+def _flagged(check: _RowCheck, window: sql.Composable) -> sql.Composed:
+    """The rows a failed check flags, as `validate._unexpected_mask` selects them."""
+    if check.unexpected is not None:
+        return sql.SQL("({d} AND {u})").format(d=check.domain, u=check.unexpected)
+    return sql.SQL("({d} AND {v} IS NOT NULL AND {v} IN ({dups}))").format(
+        d=check.domain, v=check.value, dups=_duplicates(check, window))
+
+
+def _evaluate(
+    conn: psycopg.Connection, cfg: EndpointConfig, specs: list[ExpectationSpec], start: datetime, end: datetime
+) -> tuple[dict[str, QualityResult], int, int]:
+    """Results by id, rows in the window and distinct failed rows; runs inside the caller's transaction."""
+    src = cfg.source
+    types = describe_source(conn, src)
+    missing = [c for c in src.columns() if c not in types]
+    if missing:  # `read_window` cannot select them either
+        raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
+    cols = _columns(cfg, types)
+    p = _Params()
+    window = _window(cfg, p, start, end)
+    out: dict[str, QualityResult] = {}
+    checks: list[_RowCheck] = []
+    for spec in specs:
+        extra = set(spec.kwargs) - _KWARGS.get(spec.expectation_type, set()) - _GENERAL_KWARGS
+        if spec.local_check:
+            out[spec.id] = _dtype_result(spec, cols)
+        elif spec.expectation_type not in _KWARGS:
+            out[spec.id] = _not_available(spec)
+        elif extra:
+            out[spec.id] = _not_available(spec, f"with {sorted(extra)}")
+        elif spec.expectation_type == COLUMNS_MATCH:
+            out[spec.id] = _columns_result(spec, cfg)
+        elif spec.expectation_type != ROW_COUNT:
+            check = _row_check(spec, cfg, cols, p)
+            if isinstance(check, QualityResult):
+                out[spec.id] = check
+            else:
+                checks.append(check)
+
+    items: list[sql.Composable] = [sql.SQL("count(*)")]
+    for c in checks:
+        items += [sql.SQL("count(*) FILTER (WHERE {})").format(c.domain),
+                  sql.SQL("count(*) FILTER (WHERE {} AND {} IS NULL)").format(c.domain, c.value)]
+        if c.unexpected is not None:
+            items.append(sql.SQL("count(*) FILTER (WHERE {} AND {})").format(c.domain, c.unexpected))
+    counts = conn.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(items), window),
+                          p.values).fetchone()
+    rows, pos = int(counts[0]), 1
+    for c in checks:
+        element, nulls = int(counts[pos]), int(counts[pos + 1])
+        pos += 2
+        if c.unexpected is not None:
+            unexpected = int(counts[pos])
+            pos += 1
+        else:
+            query = sql.SQL("SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {w} AND {d} AND {v} IS NOT"
+                            " NULL GROUP BY {v} HAVING count(*) > 1) AS dups").format(w=window, d=c.domain, v=c.value)
+            unexpected = int(conn.execute(query, p.values).fetchone()[0])
+        out[c.spec.id] = _map_result(c, element, nulls, unexpected)
+    for spec in specs:
+        if spec.expectation_type == ROW_COUNT and spec.id not in out:
+            out[spec.id] = _row_count_result(spec, rows)
+
+    failed = [c for c in checks if not out[c.spec.id].success and out[c.spec.id].unexpected_count]
+    failed_rows = 0
+    if failed:
+        query = sql.SQL("SELECT count(*) FROM {w} AND ({flags})").format(
+            w=window, flags=sql.SQL(" OR ").join(_flagged(c, window) for c in failed))
+        failed_rows = min(rows, int(conn.execute(query, p.values).fetchone()[0]))
+    return out, rows, failed_rows
+
+
+def run_quality_in_database(
+    conn: psycopg.Connection,
+    cfg: EndpointConfig,
+    profile: ReferenceProfile | None,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime | None = None,
+) -> QualityOutcome:
+    """Validate [start, end) of the source inside PostgreSQL; the outcome `run_quality` gives on the same rows.
+
+    Queries run in one REPEATABLE READ snapshot when the connection is idle, so late rows cannot make
+    the counts disagree. A missing configured column is a `SourceError`, as it is for `read_window`.
+    """
+    started = time.perf_counter()
+    now = now or datetime.now(timezone.utc)
+    specs = build_expectations(cfg, profile, start, end, now)
+    idle = conn.info.transaction_status == TransactionStatus.IDLE
+    try:
+        with conn.transaction():
+            if idle:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            by_id, rows, failed_rows = _evaluate(conn, cfg, specs, start, end)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"{cfg.endpoint_id}: in-database quality checks failed: {exc}") from exc
+    except (psycopg.ProgrammingError, psycopg.DataError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"{cfg.endpoint_id}: in-database quality query failed: {first}") from exc
+    results = [by_id[s.id] for s in specs]
+    return QualityOutcome(
+        state=_state(results),
+        results=results,
+        failed_rows=failed_rows,
+        duration_s=time.perf_counter() - started,
+        row_count=rows,
+    )

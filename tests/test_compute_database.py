@@ -1,0 +1,119 @@
+"""`compute: database` against `compute: memory` through `run_interval`: the same stored results, row for row.
+
+The demo scenario's windows cover the cases that matter: a drifted window, the data-quality incident
+(nulls, NaN, duplicated ids, a failed critical check, drift skipped) and an empty window. Each window is run
+in memory, its stored rows kept, then re-run in the database mode, which replaces them; the two sets of rows
+must agree: counts exactly, floating-point values to 1e-9 relative (sums are added in another order).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+from psycopg import sql
+
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.errors import SourceError
+from monitoring_lib.runner import run_interval
+from tests.test_pipeline import END, INCIDENT, START, demo_config, seed_and_fit
+
+REL = 1e-9
+QUERIES = {
+    "interval_runs": "SELECT status, rows_seen, bad_rows, bad_row_details, dq_state, drift_status, model_version,"
+                     " reference_version FROM monitoring.interval_runs ORDER BY window_start",
+    "operational_metrics": "SELECT bucket_start, metric, value FROM monitoring.operational_metrics ORDER BY 1, 2",
+    "data_quality_results": "SELECT expectation_id, expectation_type, column_name, success, unexpected_count,"
+                            " unexpected_percent, severity FROM monitoring.data_quality_results ORDER BY 1",
+    "feature_drift": "SELECT feature, metric, value, p_value, threshold_possible, threshold_detected, status"
+                     " FROM monitoring.feature_drift ORDER BY 1, 2",
+    "drift_summary": "SELECT metric, value, drift_status, dq_state, details FROM monitoring.drift_summary ORDER BY 1",
+    "feature_stats": "SELECT feature, metric, value FROM monitoring.feature_stats ORDER BY 1, 2",
+    "app_results": "SELECT application, metric, kind, status, value FROM monitoring.app_results ORDER BY 1, 2",
+    "model_endpoints": "SELECT first_request, last_request, prediction_count, error_count, drift_status"
+                       " FROM monitoring.model_endpoints",
+    "outbox": "SELECT count(*) FROM monitoring.dynatrace_outbox",
+}
+
+
+@pytest.fixture()
+def demo_db(conn, db_url):
+    return seed_and_fit(conn, db_url)
+
+
+def database_config(**changes: dict) -> EndpointConfig:
+    data = demo_config(**changes).model_dump(by_alias=True)
+    return EndpointConfig.model_validate({**data, "compute": "database"})
+
+
+def stored(conn) -> dict[str, list[tuple]]:
+    return {name: conn.execute(query).fetchall() for name, query in QUERIES.items()}
+
+
+def same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=REL, abs_tol=1e-12)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def assert_same_results(memory: dict[str, list[tuple]], database: dict[str, list[tuple]]) -> None:
+    for table, rows in memory.items():
+        assert len(rows) == len(database[table]), table
+        for m, d in zip(rows, database[table], strict=True):
+            assert same(m, d), (table, [(x, y) for x, y in zip(m, d, strict=True) if not same(x, y)])
+
+
+@pytest.mark.parametrize("hour", [8, 9], ids=["drifted", "quality-incident"])
+def test_database_mode_stores_the_same_results_as_memory(demo_db, conn, hour):
+    window = (START + timedelta(hours=hour), START + timedelta(hours=hour + 1))
+    in_memory = run_interval(demo_db, demo_config(), *window)
+    memory = stored(conn)
+    in_database = run_interval(demo_db, database_config(), *window)
+    database = stored(conn)
+
+    assert_same_results(memory, database)
+    assert (in_database.rows, in_database.bad_rows, in_database.dq_state, in_database.drift_status) == (
+        in_memory.rows, in_memory.bad_rows, in_memory.dq_state, in_memory.drift_status)
+    assert in_database.drifted_features == in_memory.drifted_features
+    assert conn.execute("SELECT compute_mode FROM monitoring.interval_runs").fetchone()[0] == "database"
+    if window[0] == INCIDENT:
+        assert in_database.dq_state == "failed" and in_database.drift_status == "skipped"
+        assert in_database.bad_rows > 0 and database["interval_runs"][0][3]["duplicate_request_id"] > 0
+    else:
+        assert in_database.drift_status == "drift_detected" and database["feature_drift"]
+
+
+def test_database_mode_computes_drift_when_quality_policy_allows(demo_db, conn):
+    window = (INCIDENT, INCIDENT + timedelta(hours=1))
+    run_interval(demo_db, demo_config(quality={"on_failure": "compute_drift"}), *window)
+    memory = stored(conn)
+    report = run_interval(demo_db, database_config(quality={"on_failure": "compute_drift"}), *window)
+    assert report.dq_state == "failed" and report.drift_status != "skipped"
+    assert_same_results(memory, stored(conn))
+
+
+def test_database_mode_empty_window_and_rerun(demo_db, conn):
+    window = (END + timedelta(days=3), END + timedelta(days=3, hours=1))
+    report = run_interval(demo_db, database_config(), *window)
+    assert report.status == "no_data" and report.rows == 0
+    first = stored(conn)
+    run_interval(demo_db, database_config(), *window)
+    assert stored(conn) == first
+
+
+def test_database_mode_rejects_user_applications_and_text_numbers(demo_db, conn):
+    data = demo_config().model_dump(by_alias=True)
+    with pytest.raises(ValueError, match="compute: database never reads"):
+        EndpointConfig.model_validate({**data, "compute": "database",
+                                       "applications": [{"name": "x", "callable": "json:dumps"}]})
+    feature = demo_config().source.numeric_features[0]
+    conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE text").format(
+        sql.Identifier(*demo_config().source.table.split(".")), sql.Identifier(feature)))
+    conn.commit()
+    with pytest.raises(SourceError, match=f"'{feature}' is text"):
+        run_interval(demo_db, database_config(), START, START + timedelta(hours=1))

@@ -1,0 +1,269 @@
+"""Quality checks evaluated inside PostgreSQL against the Great Expectations path, on the same rows.
+
+Each test writes a source table to a real PostgreSQL, then runs `run_quality` on the window as the pipeline
+reads it (`read_window` + `normalise_frame`) and `run_quality_in_database` on the table itself, and
+compares every result field by field: the rows `write_quality_results` stores must not depend on the mode.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from psycopg import sql
+
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.frames import normalise_frame
+from monitoring_lib.quality import write_quality_results
+from monitoring_lib.quality.in_database import run_quality_in_database
+from monitoring_lib.quality.validate import QualityOutcome, run_quality
+from monitoring_lib.source import read_window
+from tests.test_quality import END, NOW, PROFILE, START, clean_frame, make_cfg
+
+TYPED = {"timestamp": "timestamptz", "request_id": "text", "claimed_amount": "float8", "age": "int4",
+         "region": "text", "prediction": "float8", "latency_ms": "float8", "error": "boolean"}
+# The pipeline tolerates loosely typed logs: numbers and flags as text, timestamps without a zone.
+LOOSE = TYPED | {"timestamp": "timestamp", "age": "text", "error": "text"}
+SUPPORTED_EXTRAS = [
+    {"type": "expect_column_values_to_be_between",
+     "kwargs": {"column": "claimed_amount", "min_value": 0, "max_value": 3000, "strict_min": True, "mostly": 0.9}},
+    {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "max_value": 80, "strict_max": True}},
+    {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "region", "value_set": ["north", "south"]}},
+    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "error"}, "severity": "critical"},
+    {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "region", "mostly": 0.5}},
+    {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1, "max_value": 150}},
+    {"type": "expect_table_columns_to_match_set",
+     "kwargs": {"column_set": ["timestamp", "request_id", "not_logged"], "exact_match": False}},
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _great_expectations() -> None:
+    """Import Great Expectations (about 3 s) once for the module."""
+    import great_expectations  # noqa: F401
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def clean_rows(n: int = 200) -> list[dict[str, Any]]:
+    return [{k: _plain(v) for k, v in row.items()} for row in clean_frame(n).to_dict("records")]
+
+
+def seeded_rows() -> list[dict[str, Any]]:
+    """Clean rows with every defect the checks look for, plus rows just outside the window."""
+    rows = clean_rows()
+
+    def put(column: str, indices: range | list[int], value: Any) -> None:
+        for i in indices:
+            rows[i][column] = value
+
+    put("request_id", [0], None)
+    put("request_id", [1, 2], rows[3]["request_id"])  # three rows share an id
+    put("request_id", [10], rows[11]["request_id"])
+    put("claimed_amount", [4], float("nan"))
+    put("claimed_amount", [5], float("inf"))
+    put("claimed_amount", [6], float("-inf"))
+    put("claimed_amount", range(7, 27), 10_000.0)  # 10 % out of range
+    put("age", [30, 31], None)
+    put("age", [32], 95)
+    put("region", range(40, 50), "atlantis")
+    put("region", [50], None)
+    put("region", [51], "")
+    for i, (pred, error) in enumerate([(float("nan"), True), (float("nan"), False), (float("inf"), False),
+                                       (float("-inf"), True), (None, None), (9_999.0, False)]):
+        rows[60 + i]["prediction"], rows[60 + i]["error"] = pred, error
+    put("latency_ms", [70], -3.0)
+    put("latency_ms", [71], float("nan"))
+    put("latency_ms", [72], None)
+    put("error", [80], None)
+    put("error", [81], True)
+    outside = dict(rows[100])
+    rows.append(outside | {"request_id": "before", "timestamp": START - timedelta(microseconds=1),
+                           "claimed_amount": 1e9})
+    rows.append(outside | {"request_id": "at-end", "timestamp": END, "prediction": float("nan")})
+    return rows
+
+
+def _loosen(row: dict[str, Any], i: int) -> dict[str, Any]:
+    """The same row as a loosely typed log holds it: age and error as text, the timestamp without zone."""
+    out = dict(row)
+    out["timestamp"] = row["timestamp"].replace(tzinfo=None)
+    if row["age"] is not None:
+        out["age"] = {32: "abc", 33: f" {row['age']} ", 34: "4.2e1", 35: "1e999"}.get(i, str(row["age"]))
+    if row["error"] is not None:
+        out["error"] = ("yes", " 1", "true")[i % 3] if row["error"] else ("no", "0", "")[i % 3]
+    return out
+
+
+def create_source(conn: psycopg.Connection, rows: list[dict[str, Any]], types: dict[str, str] = TYPED) -> None:
+    columns = list(types)
+    conn.execute(sql.SQL("CREATE TABLE public.inference_log ({})").format(
+        sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns)))
+    if types is not TYPED:
+        rows = [_loosen(r, i) for i, r in enumerate(rows)]
+    with conn.cursor() as cur:
+        cur.executemany(
+            sql.SQL("INSERT INTO public.inference_log ({}) VALUES ({})").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join(sql.Placeholder() * len(columns))),
+            [tuple(r[c] for c in columns) for r in rows],
+        )
+    conn.commit()
+
+
+def both(conn: psycopg.Connection, db_url: str, cfg: EndpointConfig, now: datetime = NOW,
+         start: datetime = START, end: datetime = END) -> tuple[QualityOutcome, QualityOutcome]:
+    df, _ = normalise_frame(read_window(db_url, cfg, start, end), cfg)
+    memory = run_quality(df, cfg, PROFILE, start, end, now=now)
+    database = run_quality_in_database(conn, cfg, PROFILE, start, end, now=now)
+    return memory, database
+
+
+def assert_same(memory: QualityOutcome, database: QualityOutcome) -> None:
+    assert (database.state, database.failed_rows, database.row_count) == \
+        (memory.state, memory.failed_rows, memory.row_count)
+    assert [r.expectation_id for r in database.results] == [r.expectation_id for r in memory.results]
+    for db, mem in zip(database.results, memory.results, strict=True):
+        fields = ("expectation_type", "column", "severity", "success", "unexpected_count", "observed_value")
+        assert {f: getattr(db, f) for f in fields} == {f: getattr(mem, f) for f in fields}, db.expectation_id
+        if mem.unexpected_percent is None:
+            assert db.unexpected_percent is None, db.expectation_id
+        else:
+            assert math.isclose(db.unexpected_percent, mem.unexpected_percent, rel_tol=0, abs_tol=1e-9), (
+                db.expectation_id, db.unexpected_percent, mem.unexpected_percent)
+        # every detail the database gives is the one GX gives (it only lacks sample values)
+        assert {k: db.details[k] for k in db.details} == {k: mem.details[k] for k in db.details}, db.expectation_id
+        assert set(mem.details) - set(db.details) <= {"partial_unexpected_list"}, db.expectation_id
+
+
+@pytest.mark.parametrize("types", [TYPED, LOOSE], ids=["typed", "loose"])
+def test_seeded_defects_give_the_same_results_in_both_modes(conn, db_url, types) -> None:
+    cfg = make_cfg(extra_expectations=SUPPORTED_EXTRAS)
+    create_source(conn, seeded_rows(), types)
+    now = START + timedelta(minutes=45)  # an unfinished window: rows after now + 10 min are in the future
+    memory, database = both(conn, db_url, cfg, now=now)
+    assert_same(memory, database)
+
+    failed = {r.expectation_id for r in database.failed_results}
+    assert {"not_null:request_id", "unique:request_id", "not_future:timestamp", "range:claimed_amount",
+            "in_set:region", "not_null:prediction", "non_negative:latency_ms",
+            "extra[2]:expect_column_values_to_be_in_set:region", "extra[5]:expect_table_row_count_to_be_between",
+            "extra[6]:expect_table_columns_to_match_set"} <= failed
+    assert {"not_null:age", "finite:prediction", "in_window:timestamp", "type:error", "type:age"}.isdisjoint(failed)
+    assert database.state == "failed" and database.row_count == 200
+    assert database.result("unique:request_id").unexpected_count == 5
+    # one prediction out of range is within `mostly`: the check passes and flags no row
+    assert (database.result("range:prediction").success, database.result("range:prediction").unexpected_count) \
+        == (True, 1)
+    # NaN and +Infinity on served rows and a null on a row with a null flag; not the two error rows
+    assert database.result("not_null:prediction").unexpected_count == 3
+    assert database.result("not_null:prediction").details["element_count"] == 200 - 3
+    assert database.result("extra[6]:expect_table_columns_to_match_set").details["mismatched"] == {
+        "unexpected": sorted(set(cfg.source.columns()) - {"timestamp", "request_id"}), "missing": ["not_logged"]}
+    assert database.failed_rows > 0
+
+    # the stored rows are the same whichever mode produced them
+    write_quality_results(conn, "memory", START, END, memory)
+    write_quality_results(conn, "database", START, END, database)
+    stored = {
+        endpoint: rows for endpoint, rows in conn.execute(
+            "SELECT endpoint_id, array_agg(ARRAY[expectation_id, expectation_type, column_name, success::text,"
+            " unexpected_count::text, round(unexpected_percent::numeric, 9)::text, observed_value::text, severity]"
+            " ORDER BY expectation_id) FROM monitoring.data_quality_results GROUP BY endpoint_id").fetchall()
+    }
+    assert stored["database"] == stored["memory"]
+
+
+def test_clean_window_passes_in_both_modes(conn, db_url) -> None:
+    cfg = make_cfg(extra_expectations=[])
+    create_source(conn, clean_rows())
+    memory, database = both(conn, db_url, cfg)
+    assert_same(memory, database)
+    assert database.state == "passed" and database.failed_rows == 0
+    assert database.result("type:timestamp").observed_value == "datetime64[us, UTC]"
+    assert database.result("row_count").observed_value == 200
+
+
+def test_empty_window_behaves_like_the_in_memory_path(conn, db_url) -> None:
+    cfg = make_cfg(extra_expectations=[])
+    create_source(conn, clean_rows())
+    later = END + timedelta(days=1)
+    memory, database = both(conn, db_url, cfg, now=later + timedelta(hours=2), start=later,
+                            end=later + timedelta(hours=1))
+    assert_same(memory, database)
+    assert {r.expectation_id for r in database.failed_results} == {"row_count"}
+    assert database.result("not_null:age").unexpected_percent is None
+    assert database.row_count == 0 and database.failed_rows == 0
+
+
+def test_unsupported_expectations_fail_with_a_reason_instead_of_being_dropped(conn) -> None:
+    extras = [
+        {"type": "expect_column_mean_to_be_between",
+         "kwargs": {"column": "claimed_amount", "min_value": 0, "max_value": 5000}},
+        {"type": "expect_column_values_to_not_be_null",
+         "kwargs": {"column": "age", "row_condition": 'region == "north"', "condition_parser": "pandas"}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "region", "min_value": 0}},
+    ]  # fmt: skip
+    cfg = make_cfg(extra_expectations=extras)
+    create_source(conn, clean_rows())
+    outcome = run_quality_in_database(conn, cfg, PROFILE, START, END, now=NOW)
+    unsupported = [r for r in outcome.results if r.expectation_id.startswith("extra[")]
+    assert [r.expectation_id for r in unsupported] == [
+        "extra[0]:expect_column_mean_to_be_between:claimed_amount",
+        "extra[1]:expect_column_values_to_not_be_null:age",
+        "extra[2]:expect_column_values_to_be_between:region",
+    ]
+    for r in unsupported:
+        assert not r.success and r.unexpected_count is None and r.severity == "warning"
+        assert "is not available in `compute: database` mode" in r.details["error"]
+    assert unsupported[0].details["error"].startswith("ExpectColumnMeanToBeBetween is not available")
+    assert "row_condition" in unsupported[1].details["error"]
+    # only these fail: the interval is otherwise clean, so the state is a warning, not a failure
+    assert {r.expectation_id for r in outcome.failed_results} == {r.expectation_id for r in unsupported}
+    assert outcome.state == "warning" and outcome.failed_rows == 0
+
+
+@pytest.mark.parametrize(("extra_nulls", "extra_unseen", "passes"), [(0, 0, True), (1, 1, False)],
+                         ids=["on-the-boundary", "one-beyond"])
+def test_mostly_on_the_boundary_is_judged_as_great_expectations_does(
+    conn, db_url, extra_nulls: int, extra_unseen: int, passes: bool
+) -> None:
+    cfg = make_cfg(extra_expectations=[], max_unseen_share=0.1)
+    rows = clean_rows()
+    for i in range(2 + extra_nulls):  # mostly 0.99 over 200 rows: 2 nulls is exactly the limit
+        rows[i]["claimed_amount"] = None
+    for i in range(20 + extra_unseen):  # mostly 0.9 over 200 values: 20 unseen is exactly the limit
+        rows[100 + i]["region"] = "atlantis"
+    create_source(conn, rows)
+    memory, database = both(conn, db_url, cfg)
+    assert_same(memory, database)
+    for check in ("not_null:claimed_amount", "in_set:region"):
+        assert database.result(check).success is passes, check
+    assert database.result("in_set:region").details["kwargs"]["mostly"] == 0.9
+    assert database.failed_rows == (0 if passes else 3 + 21)
+
+
+def test_failed_rows_follow_the_row_condition_and_count_each_row_once(conn, db_url) -> None:
+    cfg = make_cfg(extra_expectations=[])
+    rows = clean_rows()
+    for i in (10, 11, 12):  # failed requests: no prediction by design, not flagged
+        rows[i]["prediction"], rows[i]["error"] = float("nan"), True
+    rows[13]["prediction"] = float("inf")  # a served row without a usable prediction
+    rows[13]["latency_ms"] = -1.0  # the same row also fails a second check
+    rows[14]["latency_ms"] = -2.0
+    rows[15]["request_id"] = rows[16]["request_id"]
+    create_source(conn, rows)
+    memory, database = both(conn, db_url, cfg)
+    assert_same(memory, database)
+    assert {r.expectation_id for r in database.failed_results} == {
+        "not_null:prediction", "non_negative:latency_ms", "unique:request_id"}
+    assert database.result("not_null:prediction").unexpected_count == 1
+    assert database.failed_rows == 4  # rows 13, 14, 15 and 16
