@@ -1,21 +1,30 @@
 """Interval summaries computed inside PostgreSQL: the same `ColumnSummary` values as `summarise_frame`.
 
-Raw rows never leave the database; four aggregate queries, each one scan of the window, return a few
-hundred numbers whatever the interval size:
+Raw rows never leave the database. Three aggregate queries, each one scan of the window, return a few
+thousand numbers whatever the interval size:
 
-- counts: every column's histogram slot (`width_bucket` over the profile's stored edges, or the
-  position among the stored categories) grouped by `GROUPING SETS`, one set per column;
-- moments: row count, null and invalid (NaN/±Infinity) counts, sum and sum of squares of (x - shift)
-  with shift = the reference mean, min, max and outside-band counts, all with `FILTER` clauses;
-- quantiles: `percentile_cont` over the finite values, the same linear interpolation NumPy uses, so
-  they agree with `np.quantile` to floating-point rounding (tests allow 1e-9 relative);
+- counts: every column's fine bucket, hashed by `GROUPING SETS` (one set per column). A numeric
+  column's fine buckets are `width_bucket` over a refined copy of the stored edges: every reference
+  bin split into sub-bins (more where the reference had more rows), geometric steps beyond the outer
+  edges, and the band limits and the last edge as extra edges. Every fine bucket therefore lies in
+  one histogram slot and on one side of the band, so histogram and outside-band counts are exact sums
+  of fine counts. NULL and non-finite values get sentinel buckets (null and invalid counts); a
+  categorical column's bucket is its position among the stored categories.
+- moments: per numeric column sum and sum of squares of (x - shift) with shift = the reference mean,
+  min and max, and the order statistics each quantile needs: the fine cumulative counts say which
+  bucket holds the k-th and (k+1)-th smallest finite value (k = floor(q * (n - 1)), NumPy's linear
+  interpolation), and one `array_agg` per column over those buckets only is sorted and indexed.
+  Quantiles therefore equal `np.quantile` to floating-point rounding. A column whose target buckets
+  hold more than `_MAX_FETCH` values (an interval far outside the reference) uses `percentile_cont`.
 - operational: the 5-minute buckets of `operational.bucket_metrics` (predictions, errors, latency
-  avg/p50/p95/p99), aligned to the window start.
+  avg/p50/p95/p99), aligned to the window start; their counts and min/max timestamps also give the
+  window's row count and first/last timestamp.
 
-Counts, null/invalid counts, min and max are exact; sums may differ from NumPy in the last digits
-because the summation order differs. Identifiers are quoted with `psycopg.sql`; edges, categories,
-shifts, bands and window bounds are bound parameters. All queries run in one REPEATABLE READ
-snapshot when the connection is idle, so late-arriving rows cannot make the parts disagree.
+Counts, null/invalid counts, min, max and quantiles are exact; sums may differ from NumPy in the last
+digits because the summation order differs. Identifiers are quoted with `psycopg.sql`; edges,
+categories, shifts, bucket bounds, positions and window bounds are bound parameters. All queries run
+in one REPEATABLE READ snapshot when the connection is idle, so late-arriving rows cannot make the
+parts disagree; inside a caller's transaction its isolation level decides.
 
 Numeric columns must have a numeric SQL type (they are cast to float8). Categorical values are
 compared as text in the form `category_counts` stores them: booleans as 'True'/'False', whole
@@ -24,6 +33,11 @@ floats as integers, NaN as null.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import itertools
+import math
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,8 +56,18 @@ from monitoring_lib.source import describe_source, source_relation
 
 _FLOAT_TYPES = {"float4", "float8"}
 _NUMBER_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric"}
-_TRUTHY = ["true", "t", "1", "yes", "y"]
 _FINITE = "({v} > '-Infinity'::float8 AND {v} < 'Infinity'::float8)"
+# Fine buckets of a numeric column: sub-bins spread over the reference bins by their share of rows
+# (at least _MIN_SUB each), and geometric steps beyond the outer edges so a shifted interval still
+# lands in small buckets.
+_FINE_SUBBINS = 256
+_MIN_SUB = 4
+_OUTER_STEPS = 32
+_NULL, _INVALID = -1, -2
+# Above this many values in a column's target buckets, its quantiles come from `percentile_cont`.
+_MAX_FETCH = 2_000_000
+# Hash aggregate and ordered-aggregate memory inside our own transaction (a few thousand groups).
+_WORK_MEM = "64MB"
 
 
 @dataclass(frozen=True)
@@ -109,98 +133,236 @@ def _error_flag(name: str, pgtype: str) -> sql.Composed:
 
 
 def _window(cfg: EndpointConfig, p: _Params, start: datetime, end: datetime) -> sql.Composed:
-    ts = sql.Identifier(cfg.source.timestamp_column)
-    return sql.SQL("{rel} WHERE {ts} >= {s} AND {ts} < {e}").format(
-        rel=source_relation(cfg.source), ts=ts, s=p(start), e=p(end))
+    ts = sql.Identifier("src", cfg.source.timestamp_column)
+    return sql.SQL("WHERE {ts} >= {s} AND {ts} < {e}").format(ts=ts, s=p(start), e=p(end))
 
 
-def _slot(col: ColumnProfile, pgtype: str, p: _Params) -> sql.Composed:
-    """Histogram slot of each row (NULL for null/invalid values), as `bin_counts` and the unseen bucket place it."""
+@dataclass(frozen=True)
+class _Fine:
+    """A numeric column's fine bucket edges and, per `width_bucket` result, its histogram slot and band side."""
+
+    edges: tuple[float, ...]
+    slots: tuple[int, ...]
+    outside: tuple[bool, ...]
+
+    def bounds(self, b: int) -> tuple[float, float]:
+        """[lo, hi) of bucket b, with lo/hi chosen so the finite values are exactly those inside."""
+        lo = self.edges[b - 1] if b > 0 else -sys.float_info.max
+        hi = self.edges[b] if b < len(self.edges) else math.inf
+        return lo, hi
+
+
+def _fine_buckets(col: NumericProfile, band_k: float) -> _Fine:
+    """Edges refining the stored ones; every resulting bucket sits in one histogram slot and one band side."""
+    e = list(col.edges)
+    inner = col.counts[1:len(e)]
+    total = sum(inner)
+    points = set(e)
+    for i in range(len(e) - 1):
+        a, b = e[i], e[i + 1]
+        k = max(_MIN_SUB, round(_FINE_SUBBINS * inner[i] / total)) if total else _MIN_SUB
+        points.update(a + (b - a) * j / k for j in range(1, k))
+    width = e[-1] - e[0]
+    step = width / 64 if width > 0 else max(abs(e[0]) * 1e-6, 1e-9)
+    for s in range(_OUTER_STEPS):
+        points.update((e[0] - step * 2.0 ** s, e[-1] + step * 2.0 ** s))
+    low, high = col.mean - band_k * col.std, col.mean + band_k * col.std
+    # x == edges[-1] belongs to the last inner bin and x == high is inside the band: both get a bucket of their own
+    points.update((low, high, math.nextafter(high, math.inf), math.nextafter(e[-1], math.inf)))
+    edges = tuple(sorted(x for x in points if math.isfinite(x)))
+    slots, outside = [0], [edges[0] <= low]
+    for b in range(1, len(edges) + 1):
+        lo = edges[b - 1]
+        hi = edges[b] if b < len(edges) else math.inf
+        slots.append(len(e) - 1 if lo == e[-1] else bisect.bisect_right(e, lo))
+        outside.append(hi <= low or lo > high)
+    return _Fine(edges, tuple(slots), tuple(outside))
+
+
+def _bucket(col: ColumnProfile, fine: dict[str, _Fine], pgtype: str, p: _Params) -> sql.Composed:
+    """Fine bucket of a numeric value or slot of a category, with sentinels for NULL and non-finite values."""
     if isinstance(col, NumericProfile):
         v = _as_float(col.name)
-        last = len(col.edges) - 1
         return sql.SQL(
-            "CASE WHEN {f} THEN CASE WHEN {v} = {last} THEN {inner} ELSE width_bucket({v}, {edges}) END END"
+            "CASE WHEN {v} IS NULL THEN {null} WHEN {f} THEN width_bucket({v}, {edges}) ELSE {invalid} END"
         ).format(
-            f=_finite(v), v=v, last=p(col.edges[-1], "::float8"), inner=p(last, "::int"),
-            edges=p(list(col.edges), "::float8[]"))
+            v=v, null=p(_NULL, "::int"), f=_finite(v), edges=p(list(fine[col.name].edges), "::float8[]"),
+            invalid=p(_INVALID, "::int"))
     key = _category_key(col.name, pgtype)
-    return sql.SQL("CASE WHEN {k} IS NOT NULL THEN coalesce(array_position({cats}, {k}), {unseen}) - 1 END").format(
-        k=key, cats=p(list(col.categories), "::text[]"), unseen=p(len(col.categories) + 1, "::int"))
+    return sql.SQL(
+        "CASE WHEN {k} IS NULL THEN {null} ELSE coalesce(array_position({cats}, {k}), {unseen}) - 1 END"
+    ).format(k=key, null=p(_NULL, "::int"), cats=p(list(col.categories), "::text[]"),
+             unseen=p(len(col.categories) + 1, "::int"))
 
 
 def _counts_query(
-    cfg: EndpointConfig, cols: list[ColumnProfile], types: dict[str, str], start: datetime, end: datetime
+    cfg: EndpointConfig, cols: list[ColumnProfile], fine: dict[str, _Fine], types: dict[str, str],
+    start: datetime, end: datetime,
 ) -> tuple[sql.Composed, dict[str, Any]]:
+    """One scan: row counts per (column, bucket) from hashed GROUPING SETS, one set per column.
+
+    `OFFSET 0` keeps the bucket expressions in a subquery, so the planner estimates a default number
+    of groups per set and hashes them all in one pass; seen through, it would estimate the raw
+    columns' distinct counts and fall back to one sort per column.
+    """
     p = _Params()
-    names = [sql.Identifier(f"s{i}") for i in range(len(cols))]
-    slots = [sql.SQL("{} AS {}").format(_slot(c, types[c.name], p), n) for c, n in zip(cols, names, strict=True)]
+    names = [sql.Identifier(f"k{i}") for i in range(len(cols))]
+    keys = [sql.SQL("{} AS {}").format(_bucket(c, fine, types[c.name], p), n) for c, n in zip(cols, names, strict=True)]
     query = sql.SQL(
-        "SELECT {grouping}, {names}, count(*) FROM (SELECT {slots} FROM {window}) AS slots"
+        "SELECT {grouping}, {names}, count(*) FROM (SELECT {keys} FROM {rel} {window} OFFSET 0) AS keys"
         " GROUP BY GROUPING SETS ({sets})"
     ).format(
         grouping=sql.SQL(", ").join(sql.SQL("GROUPING({})").format(n) for n in names),
-        names=sql.SQL(", ").join(names),
-        slots=sql.SQL(", ").join(slots),
-        window=_window(cfg, p, start, end),
+        names=sql.SQL(", ").join(names), keys=sql.SQL(", ").join(keys),
+        rel=source_relation(cfg.source, "src"), window=_window(cfg, p, start, end),
         sets=sql.SQL(", ").join(sql.SQL("({})").format(n) for n in names),
     )
     return query, p.values
 
 
+def _group_counts(rows: list[tuple], k: int) -> list[dict[int, int]]:
+    """Per column, bucket -> row count, from the GROUPING SETS rows (the set's own GROUPING flag is 0)."""
+    out: list[dict[int, int]] = [{} for _ in range(k)]
+    for row in rows:
+        flags, keys, count = row[:k], row[k:2 * k], row[2 * k]
+        i = flags.index(0)
+        out[i][int(keys[i])] = int(count)
+    return out
+
+
+def _virtual_index(n: int, q: float) -> tuple[int, int, float]:
+    """(k, k + 1, fraction) as `np.quantile`'s default method computes them, clipped to the sample."""
+    h = n * q + (1 - q) - 1
+    if h >= n - 1:
+        return n - 1, n - 1, 0.0
+    if h < 0:
+        return 0, 0, 0.0
+    k = math.floor(h)
+    return k, k + 1, h - k
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """NumPy's `_lerp`: the same arithmetic, so results agree to the last digit where the inputs do."""
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+@dataclass
+class _QuantilePlan:
+    """Where one numeric column's order statistics are: which fine buckets to read, and at which positions."""
+
+    ranks: list[tuple[int, int, float]]
+    wanted: dict[int, tuple[int, int]]  # rank -> (bucket, position inside it)
+    counts: dict[int, int]  # target bucket -> its row count
+    values: dict[int, float] = field(default_factory=dict)  # rank -> value, once read
+
+    @property
+    def target_count(self) -> int:
+        return sum(self.counts.values())
+
+    def ranges(self, fine: _Fine) -> tuple[list[float], dict[int, int]]:
+        """Sorted, merged [lo, hi) edges of the target buckets and each rank's 1-based position in their values."""
+        flat: list[float] = []
+        offset: dict[int, int] = {}
+        seen = 0
+        for b in sorted(self.counts):
+            lo, hi = fine.bounds(b)
+            if flat and flat[-1] == lo:
+                flat[-1] = hi
+            else:
+                flat += [lo, hi]
+            offset[b] = seen
+            seen += self.counts[b]
+        return flat, {rank: offset[b] + r + 1 for rank, (b, r) in self.wanted.items()}
+
+    def quantiles(self) -> dict[str, float]:
+        out = []
+        for k, k1, t in self.ranks:
+            a = self.values[k]
+            out.append(_lerp(a, self.values[k1], t) if t else a)
+        return dict(zip(QUANTILE_KEYS, out, strict=True))
+
+
+def _plan_quantiles(buckets: dict[int, int], n: int) -> _QuantilePlan:
+    """Locate the order statistics `np.quantile` interpolates between in the fine cumulative counts."""
+    order = sorted(buckets)
+    cum = list(itertools.accumulate(buckets[b] for b in order))
+    ranks = [_virtual_index(n, q) for q in QUANTILES]
+    plan = _QuantilePlan(ranks, {}, {})
+    for rank in sorted({r for k, k1, t in ranks for r in ((k, k1) if t else (k,))}):
+        i = bisect.bisect_right(cum, rank)
+        b = order[i]
+        plan.wanted[rank] = (b, rank - (cum[i] - buckets[b]))
+        plan.counts[b] = buckets[b]
+    return plan
+
+
 def _moments_query(
-    cfg: EndpointConfig, cols: list[ColumnProfile], types: dict[str, str], start: datetime, end: datetime,
-    band_k: float,
+    cfg: EndpointConfig, numeric: list[NumericProfile], plans: dict[str, _QuantilePlan], fine: dict[str, _Fine],
+    start: datetime, end: datetime,
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    p = _Params()
-    ts = sql.Identifier(cfg.source.timestamp_column)
-    items: list[sql.Composable] = [sql.SQL("count(*), min({ts}), max({ts})").format(ts=ts)]
-    for c in cols:
-        if isinstance(c, NumericProfile):
-            v = _as_float(c.name)
-            f = _finite(v)
-            d = sql.SQL("({v} - {s})").format(v=v, s=p(c.mean, "::float8"))
-            low, high = c.mean - band_k * c.std, c.mean + band_k * c.std
-            items.append(sql.SQL(
-                "count(*) FILTER (WHERE {col} IS NULL), count(*) FILTER (WHERE {col} IS NOT NULL AND NOT {f}),"
-                " sum({d}) FILTER (WHERE {f}), sum({d} * {d}) FILTER (WHERE {f}),"
-                " min({v}) FILTER (WHERE {f}), max({v}) FILTER (WHERE {f}),"
-                " count(*) FILTER (WHERE {f} AND ({v} < {low} OR {v} > {high}))"
-            ).format(col=sql.Identifier(c.name), f=f, d=d, v=v,
-                     low=p(low, "::float8"), high=p(high, "::float8")))
-        else:
-            items.append(sql.SQL("count(*) FILTER (WHERE {} IS NULL)").format(_category_key(c.name, types[c.name])))
-    query = sql.SQL("SELECT {items} FROM {window}").format(
-        items=sql.SQL(", ").join(items), window=_window(cfg, p, start, end))
-    return query, p.values
+    """One scan: per numeric column sum and sum of squares of (x - shift), min, max, and its order statistics.
 
-
-def _quantiles_query(
-    cfg: EndpointConfig, numeric: list[NumericProfile], start: datetime, end: datetime
-) -> tuple[sql.Composed, dict[str, Any]]:
+    Order statistics come from one `array_agg` over the column's target buckets only, sorted afterwards
+    and indexed at the planned positions; a column whose targets hold more than `_MAX_FETCH` values gets
+    `percentile_cont` instead. Each column yields five output columns: s, sq, min, max, quantile array.
+    """
     p = _Params()
-    items = []
-    for c in numeric:
+    inner: list[sql.Composable] = []
+    outer: list[sql.Composable] = []
+    for i, c in enumerate(numeric):
         v = _as_float(c.name)
-        items.append(sql.SQL("percentile_cont({q}) WITHIN GROUP (ORDER BY {v}) FILTER (WHERE {f})").format(
-            q=p(list(QUANTILES), "::float8[]"), v=v, f=_finite(v)))
-    query = sql.SQL("SELECT {items} FROM {window}").format(
-        items=sql.SQL(", ").join(items), window=_window(cfg, p, start, end))
+        f = _finite(v)
+        d = sql.SQL("({v} - {s})").format(v=v, s=p(c.mean, "::float8"))
+        alias = sql.Identifier(f"a{i}")
+        inner.append(sql.SQL("sum({d}) FILTER (WHERE {f}), sum({d} * {d}) FILTER (WHERE {f}),"
+                             " min({v}) FILTER (WHERE {f}), max({v}) FILTER (WHERE {f})").format(d=d, f=f, v=v))
+        outer += [sql.SQL("t.{}").format(sql.Identifier(str(j))) for j in range(4 * i + 1, 4 * i + 5)]
+        plan = plans.get(c.name)
+        if plan is None:
+            outer.append(sql.SQL("NULL::float8[]"))
+        elif plan.target_count > _MAX_FETCH:
+            inner.append(sql.SQL("percentile_cont({q}) WITHIN GROUP (ORDER BY {v}) FILTER (WHERE {f}) AS {a}").format(
+                q=p(list(QUANTILES), "::float8[]"), v=v, f=f, a=alias))
+            outer.append(sql.SQL("t.{}").format(alias))
+        else:
+            flat, positions = plan.ranges(fine[c.name])
+            inner.append(sql.SQL("array_agg({v}) FILTER (WHERE mod(width_bucket({v}, {edges}), 2) = 1) AS {a}").format(
+                v=v, edges=p(flat, "::float8[]"), a=alias))
+            # sorted after aggregating: an ORDER BY inside the aggregate would sort the whole window (PostgreSQL
+            # 16 presorts the input for ordered aggregates) and rule out a parallel plan
+            outer.append(sql.SQL("(SELECT ARRAY[{items}]::float8[] FROM (SELECT array_agg(x ORDER BY x) AS s"
+                                 " FROM unnest(t.{a}) AS u(x)) AS o)").format(a=alias, items=sql.SQL(", ").join(
+                sql.SQL("o.s[{}]").format(p(positions[r], "::int")) for r in sorted(positions))))
+    # positional names for the moments keep the inner select list compact: t(1, 2, ...) below
+    query = sql.SQL("SELECT {outer} FROM (SELECT {inner} FROM {rel} {window}) AS t({names})").format(
+        outer=sql.SQL(", ").join(outer), inner=sql.SQL(", ").join(inner),
+        rel=source_relation(cfg.source, "src"), window=_window(cfg, p, start, end),
+        names=sql.SQL(", ").join(sql.Identifier(n) for n in _inner_names(numeric, plans)))
     return query, p.values
+
+
+def _inner_names(numeric: list[NumericProfile], plans: dict[str, _QuantilePlan]) -> list[str]:
+    names: list[str] = []
+    for i, c in enumerate(numeric):
+        names += [str(j) for j in range(4 * i + 1, 4 * i + 5)]
+        if c.name in plans:
+            names.append(f"a{i}")
+    return names
 
 
 def _operational_query(
     cfg: EndpointConfig, types: dict[str, str], start: datetime, end: datetime
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    """Per 5-minute bucket: rows, errors, latency mean and quantiles over finite latencies."""
+    """Per 5-minute bucket: rows, first/last timestamp, errors, latency mean and quantiles over finite latencies."""
     src = cfg.source
     p = _Params()
     n_buckets = max(1, -(-(end - start) // BUCKET))
-    ts = sql.Identifier(src.timestamp_column)
+    ts = sql.Identifier("src", src.timestamp_column)
     bucket = sql.SQL("greatest(0, least({last}, floor(extract(epoch FROM {ts} - {s}) / {width})))::bigint").format(
         last=p(n_buckets - 1, "::bigint"), ts=ts, s=p(start, "::timestamptz"),
         width=p(BUCKET.total_seconds(), "::numeric"))
-    items: list[sql.Composable] = [bucket, sql.SQL("count(*)")]
+    items: list[sql.Composable] = [bucket, sql.SQL("count(*), min({ts}), max({ts})").format(ts=ts)]
     items.append(sql.SQL("count(*) FILTER (WHERE {})").format(_error_flag(src.error_column, types[src.error_column]))
                  if src.error_column else sql.SQL("NULL::bigint"))
     if src.latency_column:
@@ -210,8 +372,8 @@ def _operational_query(
             v=lat, f=_finite(lat), q=p(list(LATENCY_QUANTILES.values()), "::float8[]")))
     else:
         items.append(sql.SQL("NULL::float8, NULL::float8[]"))
-    query = sql.SQL("SELECT {items} FROM {window} GROUP BY 1 ORDER BY 1").format(
-        items=sql.SQL(", ").join(items), window=_window(cfg, p, start, end))
+    query = sql.SQL("SELECT {items} FROM {rel} {window} GROUP BY 1 ORDER BY 1").format(
+        items=sql.SQL(", ").join(items), rel=source_relation(src, "src"), window=_window(cfg, p, start, end))
     return query, p.values
 
 
@@ -233,52 +395,43 @@ def _columns(cfg: EndpointConfig, profile: ReferenceProfile) -> list[ColumnProfi
     return cols
 
 
-def _build_summaries(
-    cols: list[ColumnProfile], counts_rows: list[tuple], moments: tuple, quantiles: tuple,
-    non_finite_as_null: bool,
-) -> dict[str, ColumnSummary]:
-    k = len(cols)
-    slots: list[dict[int, int]] = [{} for _ in cols]
-    for row in counts_rows:
-        flags, keys, count = row[:k], row[k:2 * k], row[2 * k]
-        i = flags.index(0)
-        if keys[i] is not None:
-            slots[i][int(keys[i])] = int(count)
+
+
+def _summaries(
+    cols: list[ColumnProfile], counts: list[dict[int, int]], fine: dict[str, _Fine], non_finite_as_null: bool
+) -> tuple[dict[str, ColumnSummary], dict[str, _QuantilePlan]]:
+    """Counts of every column from its buckets (moments and quantiles still empty), and each quantile plan."""
     out: dict[str, ColumnSummary] = {}
-    pos = 3
-    qpos = 0
-    for i, c in enumerate(cols):
+    plans: dict[str, _QuantilePlan] = {}
+    for c, buckets in zip(cols, counts, strict=True):
+        nulls = buckets.get(_NULL, 0)
+        finite = {b: n for b, n in buckets.items() if b >= 0}
         if isinstance(c, CategoricalProfile):
-            counts = tuple(slots[i].get(j, 0) for j in range(len(c.categories) + 1))
-            out[c.name] = ColumnSummary(c.name, "categorical", counts, n=sum(counts), null_count=int(moments[pos]),
-                                        unseen_count=counts[-1])
-            pos += 1
+            slots = [0] * (len(c.categories) + 1)
+            for b, n in finite.items():
+                slots[b] += n
+            out[c.name] = ColumnSummary(c.name, "categorical", tuple(slots), n=sum(slots), null_count=nulls,
+                                        unseen_count=slots[-1])
             continue
-        nulls, invalid, s, sq, lo, hi, outside = moments[pos:pos + 7]
-        pos += 7
-        qs = quantiles[qpos] if quantiles else None
-        qpos += 1
-        counts = tuple(slots[i].get(j, 0) for j in range(len(c.edges) + 1))
-        nulls, invalid = int(nulls), int(invalid)
+        f = fine[c.name]
+        invalid = buckets.get(_INVALID, 0)
         if non_finite_as_null:
             nulls, invalid = nulls + invalid, 0
-        n = sum(counts)
-        if n == 0:
-            out[c.name] = ColumnSummary(c.name, "numeric", counts, 0, nulls, invalid, shift=c.mean)
-            continue
-        out[c.name] = ColumnSummary(
-            name=c.name, kind="numeric", counts=counts, n=n, null_count=nulls, invalid_count=invalid,
-            sum=float(s), sum_sq=float(sq), min=float(lo), max=float(hi),
-            quantiles=dict(zip(QUANTILE_KEYS, (float(q) for q in qs), strict=True)) if qs else {},
-            outside_band=int(outside), shift=c.mean,
-        )
-    return out
+        hist = [0] * (len(c.edges) + 1)
+        for b, n in finite.items():
+            hist[f.slots[b]] += n
+        total = sum(hist)
+        out[c.name] = ColumnSummary(c.name, "numeric", tuple(hist), total, nulls, invalid, shift=c.mean,
+                                    outside_band=sum(n for b, n in finite.items() if f.outside[b]))
+        if total:
+            plans[c.name] = _plan_quantiles(finite, total)
+    return out, plans
 
 
 def _operational_rows(rows: list[tuple], start: datetime, has_errors: bool) -> list[tuple[datetime, str, float]]:
     """Rows in `bucket_metrics` order: per bucket predictions, errors, latency avg/p50/p95/p99."""
     out: list[tuple[datetime, str, float]] = []
-    for b, count, errors, avg, quantiles in rows:
+    for b, count, _first, _last, errors, avg, quantiles in rows:
         bucket_start = start + int(b) * BUCKET
         out.append((bucket_start, "predictions", float(count)))
         if has_errors:
@@ -307,6 +460,8 @@ def summaries_in_database(
     src = cfg.source
     cols = _columns(cfg, profile)
     needed = [src.timestamp_column, *(c.name for c in cols), *(c for c in (src.latency_column, src.error_column) if c)]
+    fine = {c.name: _fine_buckets(c, band_k) for c in cols if isinstance(c, NumericProfile)}
+    numeric = [c for c in cols if isinstance(c, NumericProfile)]
     timings: dict[str, float] = {}
 
     def run(name: str, query: sql.Composed, params: dict[str, Any]) -> list[tuple]:
@@ -320,25 +475,40 @@ def summaries_in_database(
         with conn.transaction():
             if idle:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                conn.execute("SELECT set_config('work_mem', %s, true)", (_WORK_MEM,))
             types = describe_source(conn, src)
             missing = [c for c in dict.fromkeys(needed) if c not in types]
             if missing:
                 raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
-            counts_rows = run("counts", *_counts_query(cfg, cols, types, start, end))
-            moments = run("moments", *_moments_query(cfg, cols, types, start, end, band_k))[0]
-            numeric = [c for c in cols if isinstance(c, NumericProfile)]
-            quantiles = run("quantiles", *_quantiles_query(cfg, numeric, start, end))[0] if numeric else ()
+            counts = _group_counts(run("counts", *_counts_query(cfg, cols, fine, types, start, end)), len(cols))
+            summaries, plans = _summaries(cols, counts, fine, non_finite_as_null)
+            moments = run("moments", *_moments_query(cfg, numeric, plans, fine, start, end))[0] if numeric else ()
             operational = run("operational", *_operational_query(cfg, types, start, end))
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailableError(f"{cfg.endpoint_id}: in-database summaries failed: {exc}") from exc
     except (psycopg.ProgrammingError, psycopg.DataError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SourceError(f"{cfg.endpoint_id}: in-database summary query failed: {first}") from exc
+    for i, c in enumerate(numeric):
+        plan = plans.get(c.name)
+        if plan is None:  # no finite value: nothing to add
+            continue
+        s, sq, lo, hi, values = moments[5 * i:5 * i + 5]
+        if plan.target_count > _MAX_FETCH:
+            quantiles = dict(zip(QUANTILE_KEYS, map(float, values), strict=True))
+        else:
+            if any(x is None for x in values):
+                raise SourceError(f"{cfg.endpoint_id}: rows of [{start}, {end}) changed between the summary"
+                                  " queries; run on an idle connection so that they share one snapshot")
+            plan.values.update(zip(sorted(plan.wanted), map(float, values), strict=True))
+            quantiles = plan.quantiles()
+        summaries[c.name] = dataclasses.replace(summaries[c.name], sum=float(s), sum_sq=float(sq), min=float(lo),
+                                                max=float(hi), quantiles=quantiles)
     return PushdownResult(
-        rows=int(moments[0]),
-        summaries=_build_summaries(cols, counts_rows, moments, quantiles, non_finite_as_null),
+        rows=sum(int(r[1]) for r in operational),
+        summaries=summaries,
         operational=_operational_rows(operational, start, bool(src.error_column)),
-        first_ts=moments[1],
-        last_ts=moments[2],
+        first_ts=min((r[2] for r in operational), default=None),
+        last_ts=max((r[3] for r in operational), default=None),
         timings=timings,
     )
