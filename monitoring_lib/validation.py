@@ -43,7 +43,11 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
         need("source.numeric_features", name, NUMERIC_TYPES, "a numeric type")
     for name in src.categorical_features:
         need("source.categorical_features", name)
-    need("source.prediction_column", src.prediction_column)
+    if cfg.compute == "database":  # aggregates cast it to float8; a text prediction cannot be summarised there
+        need("source.prediction_column", src.prediction_column, NUMERIC_TYPES | {"bool"},
+             "a numeric type with compute: database")
+    else:
+        need("source.prediction_column", src.prediction_column)
     need("source.latency_column", src.latency_column, NUMERIC_TYPES, "a numeric type")
     need("source.error_column", src.error_column)
     for kpi in cfg.kpis:

@@ -17,6 +17,7 @@ from psycopg import sql
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.errors import SourceError
 from monitoring_lib.runner import run_interval
+from monitoring_lib.validation import check_columns
 from tests.test_pipeline import END, INCIDENT, START, demo_config, seed_and_fit
 
 REL = 1e-9
@@ -117,3 +118,15 @@ def test_database_mode_rejects_user_applications_and_text_numbers(demo_db, conn)
     conn.commit()
     with pytest.raises(SourceError, match=f"'{feature}' is text"):
         run_interval(demo_db, database_config(), START, START + timedelta(hours=1))
+
+
+def test_validate_config_checks_the_prediction_type_for_database_mode(demo_db, conn):
+    cfg = database_config()
+    assert check_columns(conn, cfg) == []
+    conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE text").format(
+        sql.Identifier(*cfg.source.table.split(".")), sql.Identifier(cfg.source.prediction_column)))
+    conn.commit()
+    assert check_columns(conn, cfg) == [f"{cfg.source_file}: source.prediction_column: column "
+                                        f"'{cfg.source.prediction_column}' is text, expected a numeric type with "
+                                        "compute: database"]
+    assert check_columns(conn, demo_config()) == []
