@@ -55,7 +55,7 @@ from monitoring_lib.operational import BUCKET, LATENCY_QUANTILES
 from monitoring_lib.source import describe_source, source_relation
 
 _FLOAT_TYPES = {"float4", "float8"}
-_NUMBER_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric"}
+NUMBER_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric"}
 _FINITE = "({v} > '-Infinity'::float8 AND {v} < 'Infinity'::float8)"
 # Fine buckets of a numeric column: sub-bins spread over the reference bins by their share of rows
 # (at least _MIN_SUB each), and geometric steps beyond the outer edges so a shifted interval still
@@ -82,7 +82,7 @@ class PushdownResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-class _Params:
+class Params:
     """Collects bound values under generated names while a query is composed (order-independent)."""
 
     def __init__(self) -> None:
@@ -94,7 +94,7 @@ class _Params:
         return sql.SQL("{}" + cast).format(sql.Placeholder(name))
 
 
-def _finite(v: sql.Composable) -> sql.Composed:
+def finite(v: sql.Composable) -> sql.Composed:
     return sql.SQL(_FINITE).format(v=v)
 
 
@@ -102,7 +102,7 @@ def _as_float(name: str) -> sql.Composed:
     return sql.SQL("{}::float8").format(sql.Identifier(name))
 
 
-def _category_key(name: str, pgtype: str) -> sql.Composed:
+def category_key(name: str, pgtype: str) -> sql.Composed:
     """The value as the text key `category_counts` produces from the same value in pandas."""
     col = sql.Identifier(name)
     if pgtype == "bool":
@@ -117,12 +117,12 @@ def _category_key(name: str, pgtype: str) -> sql.Composed:
     return sql.SQL("{}::text").format(col)
 
 
-def _error_flag(name: str, pgtype: str) -> sql.Composed:
+def error_flag(name: str, pgtype: str) -> sql.Composed:
     """True where `frames.normalise_frame` would read the error column as true; null counts as false."""
     col = sql.Identifier(name)
     if pgtype == "bool":
         return sql.SQL("({} IS TRUE)").format(col)
-    if pgtype in _NUMBER_TYPES:
+    if pgtype in NUMBER_TYPES:
         return sql.SQL("coalesce({v} NOT IN (0, 'NaN'::float8), false)").format(v=_as_float(name))
     text = sql.SQL("btrim({}::text)").format(col)
     return sql.SQL(
@@ -132,7 +132,7 @@ def _error_flag(name: str, pgtype: str) -> sql.Composed:
     ).format(t=text)
 
 
-def _window(cfg: EndpointConfig, p: _Params, start: datetime, end: datetime) -> sql.Composed:
+def _window(cfg: EndpointConfig, p: Params, start: datetime, end: datetime) -> sql.Composed:
     ts = sql.Identifier("src", cfg.source.timestamp_column)
     return sql.SQL("WHERE {ts} >= {s} AND {ts} < {e}").format(ts=ts, s=p(start), e=p(end))
 
@@ -179,16 +179,16 @@ def _fine_buckets(col: NumericProfile, band_k: float) -> _Fine:
     return _Fine(edges, tuple(slots), tuple(outside))
 
 
-def _bucket(col: ColumnProfile, fine: dict[str, _Fine], pgtype: str, p: _Params) -> sql.Composed:
+def _bucket(col: ColumnProfile, fine: dict[str, _Fine], pgtype: str, p: Params) -> sql.Composed:
     """Fine bucket of a numeric value or slot of a category, with sentinels for NULL and non-finite values."""
     if isinstance(col, NumericProfile):
         v = _as_float(col.name)
         return sql.SQL(
             "CASE WHEN {v} IS NULL THEN {null} WHEN {f} THEN width_bucket({v}, {edges}) ELSE {invalid} END"
         ).format(
-            v=v, null=p(_NULL, "::int"), f=_finite(v), edges=p(list(fine[col.name].edges), "::float8[]"),
+            v=v, null=p(_NULL, "::int"), f=finite(v), edges=p(list(fine[col.name].edges), "::float8[]"),
             invalid=p(_INVALID, "::int"))
-    key = _category_key(col.name, pgtype)
+    key = category_key(col.name, pgtype)
     return sql.SQL(
         "CASE WHEN {k} IS NULL THEN {null} ELSE coalesce(array_position({cats}, {k}), {unseen}) - 1 END"
     ).format(k=key, null=p(_NULL, "::int"), cats=p(list(col.categories), "::text[]"),
@@ -205,7 +205,7 @@ def _counts_query(
     of groups per set and hashes them all in one pass; seen through, it would estimate the raw
     columns' distinct counts and fall back to one sort per column.
     """
-    p = _Params()
+    p = Params()
     names = [sql.Identifier(f"k{i}") for i in range(len(cols))]
     keys = [sql.SQL("{} AS {}").format(_bucket(c, fine, types[c.name], p), n) for c, n in zip(cols, names, strict=True)]
     query = sql.SQL(
@@ -307,12 +307,12 @@ def _moments_query(
     and indexed at the planned positions; a column whose targets hold more than `_MAX_FETCH` values gets
     `percentile_cont` instead. Each column yields five output columns: s, sq, min, max, quantile array.
     """
-    p = _Params()
+    p = Params()
     inner: list[sql.Composable] = []
     outer: list[sql.Composable] = []
     for i, c in enumerate(numeric):
         v = _as_float(c.name)
-        f = _finite(v)
+        f = finite(v)
         d = sql.SQL("({v} - {s})").format(v=v, s=p(c.mean, "::float8"))
         alias = sql.Identifier(f"a{i}")
         inner.append(sql.SQL("sum({d}) FILTER (WHERE {f}), sum({d} * {d}) FILTER (WHERE {f}),"
@@ -356,20 +356,20 @@ def _operational_query(
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """Per 5-minute bucket: rows, first/last timestamp, errors, latency mean and quantiles over finite latencies."""
     src = cfg.source
-    p = _Params()
+    p = Params()
     n_buckets = max(1, -(-(end - start) // BUCKET))
     ts = sql.Identifier("src", src.timestamp_column)
     bucket = sql.SQL("greatest(0, least({last}, floor(extract(epoch FROM {ts} - {s}) / {width})))::bigint").format(
         last=p(n_buckets - 1, "::bigint"), ts=ts, s=p(start, "::timestamptz"),
         width=p(BUCKET.total_seconds(), "::numeric"))
     items: list[sql.Composable] = [bucket, sql.SQL("count(*), min({ts}), max({ts})").format(ts=ts)]
-    items.append(sql.SQL("count(*) FILTER (WHERE {})").format(_error_flag(src.error_column, types[src.error_column]))
+    items.append(sql.SQL("count(*) FILTER (WHERE {})").format(error_flag(src.error_column, types[src.error_column]))
                  if src.error_column else sql.SQL("NULL::bigint"))
     if src.latency_column:
         lat = _as_float(src.latency_column)
         items.append(sql.SQL("avg({v}) FILTER (WHERE {f}),"
                              " percentile_cont({q}) WITHIN GROUP (ORDER BY {v}) FILTER (WHERE {f})").format(
-            v=lat, f=_finite(lat), q=p(list(LATENCY_QUANTILES.values()), "::float8[]")))
+            v=lat, f=finite(lat), q=p(list(LATENCY_QUANTILES.values()), "::float8[]")))
     else:
         items.append(sql.SQL("NULL::float8, NULL::float8[]"))
     query = sql.SQL("SELECT {items} FROM {rel} {window} GROUP BY 1 ORDER BY 1").format(
@@ -405,10 +405,10 @@ def _summaries(
     plans: dict[str, _QuantilePlan] = {}
     for c, buckets in zip(cols, counts, strict=True):
         nulls = buckets.get(_NULL, 0)
-        finite = {b: n for b, n in buckets.items() if b >= 0}
+        valid = {b: n for b, n in buckets.items() if b >= 0}
         if isinstance(c, CategoricalProfile):
             slots = [0] * (len(c.categories) + 1)
-            for b, n in finite.items():
+            for b, n in valid.items():
                 slots[b] += n
             out[c.name] = ColumnSummary(c.name, "categorical", tuple(slots), n=sum(slots), null_count=nulls,
                                         unseen_count=slots[-1])
@@ -418,13 +418,13 @@ def _summaries(
         if non_finite_as_null:
             nulls, invalid = nulls + invalid, 0
         hist = [0] * (len(c.edges) + 1)
-        for b, n in finite.items():
+        for b, n in valid.items():
             hist[f.slots[b]] += n
         total = sum(hist)
         out[c.name] = ColumnSummary(c.name, "numeric", tuple(hist), total, nulls, invalid, shift=c.mean,
-                                    outside_band=sum(n for b, n in finite.items() if f.outside[b]))
+                                    outside_band=sum(n for b, n in valid.items() if f.outside[b]))
         if total:
-            plans[c.name] = _plan_quantiles(finite, total)
+            plans[c.name] = _plan_quantiles(valid, total)
     return out, plans
 
 

@@ -27,10 +27,9 @@ from monitoring_lib.applications import AppResult
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.errors import SourceError
 from monitoring_lib.frames import BadRowReport
-from monitoring_lib.pushdown import _error_flag
+from monitoring_lib.pushdown import NUMBER_TYPES, error_flag
 from monitoring_lib.source import source_relation
 
-NUMBER_TYPES = frozenset({"int2", "int4", "int8", "float4", "float8", "numeric"})
 _NUMERIC_OK = NUMBER_TYPES | {"bool"}
 
 
@@ -60,7 +59,7 @@ def _defects(cfg: EndpointConfig, types: dict[str, str]) -> list[tuple[str, sql.
     """(reason, condition) pairs in the order `normalise_frame` notes them."""
     src = cfg.source
     errored: sql.Composable = (
-        _error_flag(src.error_column, types[src.error_column]) if src.error_column and src.error_column in types
+        error_flag(src.error_column, types[src.error_column]) if src.error_column and src.error_column in types
         else sql.SQL("false"))
     out: list[tuple[str, sql.Composable]] = []
     for col in _numeric_columns(cfg):

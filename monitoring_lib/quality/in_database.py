@@ -35,9 +35,9 @@ from psycopg.pq import TransactionStatus
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.errors import DatabaseUnavailableError, SourceError
-from monitoring_lib.pushdown import _NUMBER_TYPES, _category_key, _error_flag, _finite, _Params
+from monitoring_lib.pushdown import NUMBER_TYPES, Params, category_key, error_flag, finite
 from monitoring_lib.quality.suite import FLOAT_MAX, ExpectationSpec, build_expectations
-from monitoring_lib.quality.validate import QualityOutcome, QualityResult, _error_result, _result, _state
+from monitoring_lib.quality.validate import QualityOutcome, QualityResult, error_result, make_result, overall_state
 from monitoring_lib.source import describe_source, source_relation
 
 Kind = Literal["numeric", "category", "timestamp", "flag", "raw"]
@@ -92,7 +92,7 @@ class _RowCheck:
     mostly: float
 
 
-def _window(cfg: EndpointConfig, p: _Params, start: datetime, end: datetime) -> sql.Composed:
+def _window(cfg: EndpointConfig, p: Params, start: datetime, end: datetime) -> sql.Composed:
     """`rel WHERE <in [start, end)>`, the rows `read_window` selects; callers append `AND ...` conditions."""
     ts = sql.Identifier(cfg.source.timestamp_column)
     return sql.SQL("{rel} WHERE {ts} >= {s} AND {ts} < {e}").format(
@@ -102,9 +102,9 @@ def _window(cfg: EndpointConfig, p: _Params, start: datetime, end: datetime) -> 
 def _numeric_value(name: str, pgtype: str) -> sql.Composable:
     """float8, null where `normalise_frame` leaves NaN: nulls, NaN, ±Infinity and text that is not a number."""
     col = sql.Identifier(name)
-    if pgtype in _NUMBER_TYPES:
+    if pgtype in NUMBER_TYPES:
         v = sql.SQL("{}::float8").format(col)
-        return sql.SQL("(CASE WHEN {f} THEN {v} END)").format(f=_finite(v), v=v)
+        return sql.SQL("(CASE WHEN {f} THEN {v} END)").format(f=finite(v), v=v)
     if pgtype == "bool":
         return sql.SQL("(CASE WHEN {c} THEN 1.0::float8 WHEN NOT {c} THEN 0.0::float8 END)").format(c=col)
     text = sql.SQL("btrim({}::text, E' \\t\\n\\r\\f\\x0B')").format(col)
@@ -137,12 +137,12 @@ def _columns(cfg: EndpointConfig, types: dict[str, str]) -> dict[str, _Column]:
     cols = {c: _Column("raw", types[c], _raw_value(c, types[c])) for c in src.columns()}
     if src.error_column:
         t = types[src.error_column]
-        cols[src.error_column] = _Column("flag", t, _error_flag(src.error_column, t))
+        cols[src.error_column] = _Column("flag", t, error_flag(src.error_column, t))
     numeric = [*src.numeric_features, src.prediction_column, *([src.latency_column] if src.latency_column else [])]
     for c in dict.fromkeys(numeric):
         cols[c] = _Column("numeric", types[c], _numeric_value(c, types[c]))
     for c in src.categorical_features:
-        cols[c] = _Column("category", types[c], _category_key(c, types[c]))
+        cols[c] = _Column("category", types[c], category_key(c, types[c]))
     ts = src.timestamp_column
     cols[ts] = _Column("timestamp", types[ts], _timestamp_value(ts, types[ts]))
     return cols
@@ -150,7 +150,7 @@ def _columns(cfg: EndpointConfig, types: dict[str, str]) -> dict[str, _Column]:
 
 def _not_available(spec: ExpectationSpec, why: str = "") -> QualityResult:
     what = f"{spec.expectation_type} {why}".strip()
-    return _error_result(
+    return error_result(
         spec, f"{what} is not available in `compute: database` mode; use `compute: memory` for this endpoint"
               " or change the expectation")
 
@@ -163,7 +163,7 @@ def _dtype_result(spec: ExpectationSpec, cols: dict[str, _Column]) -> QualityRes
     """A local dtype check answered from the column's SQL type: the dtype the normalised frame gives it."""
     col = cols.get(spec.column or "")
     if col is None:
-        return _error_result(spec, f"column '{spec.column}' is missing")
+        return error_result(spec, f"column '{spec.column}' is missing")
     if col.kind == "numeric":
         observed = "float64"
     elif col.kind == "flag":
@@ -175,7 +175,7 @@ def _dtype_result(spec: ExpectationSpec, cols: dict[str, _Column]) -> QualityRes
     else:
         return _not_available(spec, f"({spec.local_check}) on a {col.pgtype} column")
     ok = {"numeric_dtype": "numeric", "boolean_dtype": "flag", "datetime_dtype": "timestamp"}[spec.local_check or ""]
-    return _result(spec, col.kind == ok, observed=observed)
+    return make_result(spec, col.kind == ok, observed=observed)
 
 
 def _columns_result(spec: ExpectationSpec, cfg: EndpointConfig) -> QualityResult:
@@ -185,10 +185,10 @@ def _columns_result(spec: ExpectationSpec, cfg: EndpointConfig) -> QualityResult
     unexpected, missing = sorted(actual - expected), sorted(expected - actual)
     observed = sorted(actual)
     if not unexpected and not missing:
-        return _result(spec, True, observed=observed)
+        return make_result(spec, True, observed=observed)
     mismatched = {k: v for k, v in (("unexpected", unexpected), ("missing", missing)) if v}
     exact = spec.kwargs.get("exact_match", True)
-    return _result(spec, not exact and not missing, observed=observed, details={"mismatched": mismatched})
+    return make_result(spec, not exact and not missing, observed=observed, details={"mismatched": mismatched})
 
 
 def _row_count_result(spec: ExpectationSpec, rows: int) -> QualityResult:
@@ -196,7 +196,7 @@ def _row_count_result(spec: ExpectationSpec, rows: int) -> QualityResult:
     lo, hi = kw.get("min_value"), kw.get("max_value")
     ok = lo is None or (rows > lo if kw.get("strict_min") else rows >= lo)
     ok = ok and (hi is None or (rows < hi if kw.get("strict_max") else rows <= hi))
-    return _result(spec, bool(ok), observed=rows)
+    return make_result(spec, bool(ok), observed=rows)
 
 
 def _domain(spec: ExpectationSpec, cfg: EndpointConfig, cols: dict[str, _Column]) -> sql.Composable | None:
@@ -210,7 +210,7 @@ def _domain(spec: ExpectationSpec, cfg: EndpointConfig, cols: dict[str, _Column]
     return None
 
 
-def _between(spec: ExpectationSpec, col: _Column, p: _Params) -> sql.Composable | str:
+def _between(spec: ExpectationSpec, col: _Column, p: Params) -> sql.Composable | str:
     kw = spec.kwargs
     bounds = [kw.get("min_value"), kw.get("max_value")]
     if col.kind == "numeric" and all(b is None or _is_number(b) for b in bounds):
@@ -227,7 +227,7 @@ def _between(spec: ExpectationSpec, col: _Column, p: _Params) -> sql.Composable 
     return sql.SQL("({v} IS NOT NULL AND NOT ({inside}))").format(v=col.value, inside=sql.SQL(" AND ").join(inside))
 
 
-def _in_set(spec: ExpectationSpec, col: _Column, p: _Params) -> sql.Composable | str:
+def _in_set(spec: ExpectationSpec, col: _Column, p: Params) -> sql.Composable | str:
     values = list(spec.kwargs.get("value_set") or [])
     if col.kind == "numeric" and all(_is_number(v) or isinstance(v, str) for v in values):
         # a float column never equals a text value, as `Series.isin` compares
@@ -241,14 +241,14 @@ def _in_set(spec: ExpectationSpec, col: _Column, p: _Params) -> sql.Composable |
 
 
 def _row_check(
-    spec: ExpectationSpec, cfg: EndpointConfig, cols: dict[str, _Column], p: _Params
+    spec: ExpectationSpec, cfg: EndpointConfig, cols: dict[str, _Column], p: Params
 ) -> _RowCheck | QualityResult:
     """The SQL form of a supported map expectation, or the failed result saying why there is none."""
     kw = spec.kwargs
     column = kw.get("column")
     col = cols.get(column) if isinstance(column, str) else None
     if col is None:
-        return _error_result(spec, f"column '{column}' is not among the source columns the pipeline reads")
+        return error_result(spec, f"column '{column}' is not among the source columns the pipeline reads")
     mostly = kw.get("mostly", 1.0)
     if not _is_number(mostly):
         return _not_available(spec, f"with mostly={mostly!r}")
@@ -273,14 +273,14 @@ def _map_result(check: _RowCheck, element: int, nulls: int, unexpected: int) -> 
     if spec.expectation_type == NOT_NULL:  # judged over every row it looks at; no missing values
         success = element == 0 or (element - unexpected) / element >= check.mostly
         percent = unexpected / element * 100 if element > 0 else None
-        return _result(spec, success, details={"element_count": element}, unexpected_count=unexpected,
+        return make_result(spec, success, details={"element_count": element}, unexpected_count=unexpected,
                        unexpected_percent=percent)
     nonnull = element - nulls
     success = nonnull == 0 or (nonnull - unexpected) / nonnull >= check.mostly
     percent = unexpected / nonnull * 100 if nonnull > 0 else None
     details = {"element_count": element, "missing_count": nulls,
                "missing_percent": nulls / element * 100 if element > 0 else None}
-    return _result(spec, success, details=details, unexpected_count=unexpected,
+    return make_result(spec, success, details=details, unexpected_count=unexpected,
                    unexpected_percent=percent if percent is None or math.isfinite(percent) else None)
 
 
@@ -308,7 +308,7 @@ def _evaluate(
     if missing:  # `read_window` cannot select them either
         raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
     cols = _columns(cfg, types)
-    p = _Params()
+    p = Params()
     window = _window(cfg, p, start, end)
     out: dict[str, QualityResult] = {}
     checks: list[_RowCheck] = []
@@ -392,7 +392,7 @@ def run_quality_in_database(
         raise SourceError(f"{cfg.endpoint_id}: in-database quality query failed: {first}") from exc
     results = [by_id[s.id] for s in specs]
     return QualityOutcome(
-        state=_state(results),
+        state=overall_state(results),
         results=results,
         failed_rows=failed_rows,
         duration_s=time.perf_counter() - started,

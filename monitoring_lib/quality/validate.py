@@ -99,7 +99,7 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _result(spec: ExpectationSpec, success: bool, observed: Any = None, details: dict[str, Any] | None = None,
+def make_result(spec: ExpectationSpec, success: bool, observed: Any = None, details: dict[str, Any] | None = None,
             unexpected_count: int | None = None, unexpected_percent: float | None = None) -> QualityResult:
     kwargs = {k: v for k, v in spec.kwargs.items() if k != "meta"}
     return QualityResult(
@@ -115,8 +115,8 @@ def _result(spec: ExpectationSpec, success: bool, observed: Any = None, details:
     )
 
 
-def _error_result(spec: ExpectationSpec, message: str) -> QualityResult:
-    return _result(spec, False, details={"error": message})
+def error_result(spec: ExpectationSpec, message: str) -> QualityResult:
+    return make_result(spec, False, details={"error": message})
 
 
 # --- column dtypes, answered by pandas ---------------------------------------------------------------
@@ -135,7 +135,7 @@ def _is_booleanish(s: pd.Series) -> bool:
 
 def _local_check(df: pd.DataFrame, spec: ExpectationSpec) -> QualityResult:
     if spec.column not in df.columns:
-        return _error_result(spec, f"column '{spec.column}' is missing")
+        return error_result(spec, f"column '{spec.column}' is missing")
     s = df[spec.column]
     if spec.local_check == "numeric_dtype":
         ok = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
@@ -143,7 +143,7 @@ def _local_check(df: pd.DataFrame, spec: ExpectationSpec) -> QualityResult:
         ok = pd.api.types.is_datetime64_any_dtype(s)
     else:
         ok = _is_booleanish(s)
-    return _result(spec, bool(ok), observed=str(s.dtype))
+    return make_result(spec, bool(ok), observed=str(s.dtype))
 
 
 # --- everything else, answered by Great Expectations -------------------------------------------------
@@ -199,7 +199,7 @@ def _from_gx(spec: ExpectationSpec, gx_result: Any) -> QualityResult:
         details["error"] = error
     count = res.get("unexpected_count")
     percent = res.get("unexpected_percent")
-    return _result(
+    return make_result(
         spec,
         bool(gx_result.success) and error is None,
         observed=res.get("observed_value"),
@@ -217,14 +217,14 @@ def _run_gx(df: pd.DataFrame, specs: list[ExpectationSpec]) -> dict[str, Quality
     for spec in specs:
         cls = getattr(gx.expectations, spec.expectation_type, None)
         if cls is None:
-            out[spec.id] = _error_result(spec, f"unknown expectation type '{spec.expectation_type}'")
+            out[spec.id] = error_result(spec, f"unknown expectation type '{spec.expectation_type}'")
             continue
         kwargs = dict(spec.kwargs)
         meta = {**kwargs.pop("meta", {}), "expectation_id": spec.id}
         try:
             expectations.append(cls(**kwargs, meta=meta))
         except Exception as exc:  # invalid kwargs for this data: report on the check, keep the others
-            out[spec.id] = _error_result(spec, f"cannot build expectation: {' '.join(str(exc).split())}")
+            out[spec.id] = error_result(spec, f"cannot build expectation: {' '.join(str(exc).split())}")
     if not expectations:
         return out
     try:
@@ -242,7 +242,7 @@ def _run_gx(df: pd.DataFrame, specs: list[ExpectationSpec]) -> dict[str, Quality
     except Exception as exc:  # GX itself failed: every pending check is reported failed with the reason
         log.exception("Great Expectations validation failed")
         message = f"validation failed: {type(exc).__name__}: {exc}"
-        return out | {s.id: _error_result(s, message) for s in specs if s.id not in out}
+        return out | {s.id: error_result(s, message) for s in specs if s.id not in out}
     # Results come back in GX's own order: match them to specs by the id carried in meta.
     by_id = {(r.expectation_config.meta or {}).get("expectation_id"): r for r in validation.results}
     for spec in specs:
@@ -251,7 +251,7 @@ def _run_gx(df: pd.DataFrame, specs: list[ExpectationSpec]) -> dict[str, Quality
         gx_result = by_id.get(spec.id)
         out[spec.id] = (
             _from_gx(spec, gx_result) if gx_result is not None
-            else _error_result(spec, "Great Expectations returned no result for this expectation")
+            else error_result(spec, "Great Expectations returned no result for this expectation")
         )
     return out
 
@@ -302,7 +302,7 @@ def _failed_rows(df: pd.DataFrame, specs: list[ExpectationSpec], results: dict[s
     return min(len(df), int(flagged.sum()) + uncounted)
 
 
-def _state(results: list[QualityResult]) -> State:
+def overall_state(results: list[QualityResult]) -> State:
     failed = {r.severity for r in results if not r.success}
     return "failed" if "critical" in failed else "warning" if failed else "passed"
 
@@ -331,7 +331,7 @@ def run_quality(
     by_id |= _run_gx(df, [s for s in specs if not s.local_check])
     results = [by_id[s.id] for s in specs]
     return QualityOutcome(
-        state=_state(results),
+        state=overall_state(results),
         results=results,
         failed_rows=_failed_rows(df, specs, by_id),
         duration_s=time.perf_counter() - started,
