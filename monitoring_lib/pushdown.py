@@ -132,6 +132,13 @@ def error_flag(name: str, pgtype: str) -> sql.Composed:
     ).format(t=text)
 
 
+def window_rows(cfg: EndpointConfig, p: Params, start: datetime, end: datetime) -> sql.Composed:
+    """`rel WHERE <in [start, end)>`, the rows `read_window` selects; callers append `AND ...` conditions."""
+    ts = sql.Identifier(cfg.source.timestamp_column)
+    return sql.SQL("{rel} WHERE {ts} >= {s} AND {ts} < {e}").format(
+        rel=source_relation(cfg.source), ts=ts, s=p(start), e=p(end))
+
+
 def _window(cfg: EndpointConfig, p: Params, start: datetime, end: datetime) -> sql.Composed:
     ts = sql.Identifier("src", cfg.source.timestamp_column)
     return sql.SQL("WHERE {ts} >= {s} AND {ts} < {e}").format(ts=ts, s=p(start), e=p(end))

@@ -27,8 +27,7 @@ from monitoring_lib.applications import AppResult
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.errors import SourceError
 from monitoring_lib.frames import BadRowReport
-from monitoring_lib.pushdown import NUMBER_TYPES, error_flag
-from monitoring_lib.source import source_relation
+from monitoring_lib.pushdown import NUMBER_TYPES, Params, error_flag, window_rows
 
 _NUMERIC_OK = NUMBER_TYPES | {"bool"}
 
@@ -48,11 +47,6 @@ def require_numeric_types(cfg: EndpointConfig, types: dict[str, str]) -> None:
         listed = ", ".join(f"'{c}' is {t}" for c, t in wrong.items())
         raise SourceError(f"{cfg.endpoint_id}: compute: database needs numeric SQL types for numeric columns "
                           f"({listed}); cast them in the source's `sql:` query or use compute: memory")
-
-
-def _window(cfg: EndpointConfig) -> sql.Composed:
-    ts = sql.Identifier(cfg.source.timestamp_column)
-    return sql.SQL("{rel} WHERE {ts} >= %(start)s AND {ts} < %(end)s").format(rel=source_relation(cfg.source), ts=ts)
 
 
 def _defects(cfg: EndpointConfig, types: dict[str, str]) -> list[tuple[str, sql.Composable]]:
@@ -90,11 +84,12 @@ def bad_rows_in_database(
     any_defect = sql.SQL(" OR ").join(sql.SQL("coalesce({}, false)").format(c) for _, c in defects) \
         if defects else sql.SQL("false")
     counts = [sql.SQL("count(*) FILTER (WHERE {})").format(c) for _, c in defects]
-    params = {"start": start, "end": end}
+    p = Params()
+    window = window_rows(cfg, p, start, end)
     row = conn.execute(
         sql.SQL("SELECT count(*), count(*) FILTER (WHERE {any}){more} FROM {w}").format(
-            any=any_defect, more=sql.SQL("").join(sql.SQL(", {}").format(c) for c in counts), w=_window(cfg)),
-        params,
+            any=any_defect, more=sql.SQL("").join(sql.SQL(", {}").format(c) for c in counts), w=window),
+        p.values,
     ).fetchone()
     rows, flagged = int(row[0]), int(row[1])
     reasons = {name: int(n) for (name, _), n in zip(defects, row[2:], strict=True) if n}
@@ -106,8 +101,8 @@ def bad_rows_in_database(
                 "SELECT coalesce(sum(n - 1), 0), coalesce(sum(n - 1 + (k = n)::int - k), 0) FROM ("
                 " SELECT count(*) AS n, count(*) FILTER (WHERE {any}) AS k FROM {w} AND {id} IS NOT NULL"
                 " GROUP BY {id} HAVING count(*) > 1) AS ids"
-            ).format(any=any_defect, w=_window(cfg), id=sql.Identifier(rid)),
-            params,
+            ).format(any=any_defect, w=window, id=sql.Identifier(rid)),
+            p.values,
         ).fetchone()
         if int(dup[0]):
             reasons["duplicate_request_id"] = int(dup[0])
@@ -143,8 +138,9 @@ def kpis_in_database(
         results.append(None)
     values: tuple[Any, ...] = ()
     if items:
-        values = conn.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(items), _window(cfg)),
-                              {"start": start, "end": end}).fetchone()
+        p = Params()
+        query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(items), window_rows(cfg, p, start, end))
+        values = conn.execute(query, p.values).fetchone()
     out, pos = [], 0
     for kpi, done in zip(cfg.kpis, results, strict=True):
         if done is not None:

@@ -15,6 +15,7 @@ import yaml
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.dynatrace.lines import METRIC_TABLE, build_interval_lines
+from tests.test_dynatrace_push import make_cfg
 
 DASH_DIR = Path(__file__).resolve().parent.parent / "dashboards" / "dynatrace"
 PREFIX = "mlmon"
@@ -118,14 +119,7 @@ def test_metric_events_have_the_settings_shape() -> None:
 # --- against real data: the push and the pull agree --------------------------------------------
 
 def _cfg() -> EndpointConfig:
-    return EndpointConfig.model_validate({
-        "endpoint_id": "ep-1",
-        "project": "claims",
-        "model": {"name": "gbm", "version": "3"},
-        "source": {"table": "public.inference", "numeric_features": ["age", "amount"],
-                   "categorical_features": ["region"]},
-        "dynatrace": {"features": ["age", "amount", "region"]},
-    })
+    return make_cfg(features=["age", "amount", "region"])
 
 
 def _fill(conn: psycopg.Connection, start: datetime, end: datetime) -> None:

@@ -35,10 +35,10 @@ from psycopg.pq import TransactionStatus
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.errors import DatabaseUnavailableError, SourceError
-from monitoring_lib.pushdown import NUMBER_TYPES, Params, category_key, error_flag, finite
+from monitoring_lib.pushdown import NUMBER_TYPES, Params, category_key, error_flag, finite, window_rows
 from monitoring_lib.quality.suite import FLOAT_MAX, ExpectationSpec, build_expectations
 from monitoring_lib.quality.validate import QualityOutcome, QualityResult, error_result, make_result, overall_state
-from monitoring_lib.source import describe_source, source_relation
+from monitoring_lib.source import describe_source
 
 Kind = Literal["numeric", "category", "timestamp", "flag", "raw"]
 
@@ -90,13 +90,6 @@ class _RowCheck:
     value: sql.Composable
     unexpected: sql.Composable | None
     mostly: float
-
-
-def _window(cfg: EndpointConfig, p: Params, start: datetime, end: datetime) -> sql.Composed:
-    """`rel WHERE <in [start, end)>`, the rows `read_window` selects; callers append `AND ...` conditions."""
-    ts = sql.Identifier(cfg.source.timestamp_column)
-    return sql.SQL("{rel} WHERE {ts} >= {s} AND {ts} < {e}").format(
-        rel=source_relation(cfg.source), ts=ts, s=p(start), e=p(end))
 
 
 def _numeric_value(name: str, pgtype: str) -> sql.Composable:
@@ -309,7 +302,7 @@ def _evaluate(
         raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
     cols = _columns(cfg, types)
     p = Params()
-    window = _window(cfg, p, start, end)
+    window = window_rows(cfg, p, start, end)
     out: dict[str, QualityResult] = {}
     checks: list[_RowCheck] = []
     for spec in specs:
