@@ -88,12 +88,13 @@ def create_source(conn: psycopg.Connection, table: str, rows: int, start: dateti
     return time.perf_counter() - began
 
 
-def make_config(table: str, compute: str = "memory") -> Any:
+def make_config(table: str, compute: str = "memory", group_size: int | None = None) -> Any:
     from monitoring_lib.config import EndpointConfig
 
     return EndpointConfig.model_validate({
         "endpoint_id": ENDPOINT,
         "compute": compute,
+        "scale_out": {"feature_group_size": group_size},
         "project": "bench",
         "model": {"name": "claims_model", "version": "1", "class": "sklearn.ensemble.HistGradientBoostingRegressor"},
         "source": {"table": f"{SCHEMA}.{table}", "timestamp_column": "ts", "request_id_column": "request_id",
@@ -163,6 +164,30 @@ def pushdown_child(url: str, configs: list[Any]) -> dict:
     out["rss_after_imports_mb"] = base
     out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def group_child(url: str, cfg: Any, group: int) -> dict:
+    """One mapped feature-group task, as a worker runs it: its columns only, result as JSON."""
+    import great_expectations  # noqa: F401
+
+    from monitoring_lib.feature_groups import summarise_group
+
+    began = time.perf_counter()
+    partial = summarise_group(url, cfg, group, WINDOW_START, WINDOW_END, now=WINDOW_END).to_json()
+    return {"seconds": time.perf_counter() - began, "peak_rss_mb": peak_rss_mb(), "partial": partial,
+            "xcom_kb": round(len(json.dumps(partial)) / 1024, 1)}
+
+
+def grouped_interval_child(url: str, cfg: Any, partials: list[dict]) -> dict:
+    """The interval task of a split endpoint: core columns, merge, distinct counts, writes."""
+    import great_expectations  # noqa: F401
+
+    from monitoring_lib.feature_groups import GroupPartial
+    from monitoring_lib.runner import run_interval
+
+    began = time.perf_counter()
+    report = run_interval(url, cfg, WINDOW_START, WINDOW_END, groups=[GroupPartial.from_json(p) for p in partials])
+    return {"seconds": time.perf_counter() - began, "peak_rss_mb": peak_rss_mb(), "timings": dict(report.timings)}
 
 
 # --- measurements in this process -------------------------------------------------------------------
@@ -239,6 +264,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pushdown-rows", type=int, default=2_000_000,
                         help="rows in the pushdown interval (10,000,000 takes ~5 min on 2 cores)")
     parser.add_argument("--reference-rows", type=int, default=100_000, help="rows the reference profile is fitted on")
+    parser.add_argument("--group-size", type=int, default=6,
+                        help="features per mapped task for the feature-group measurement")
     parser.add_argument("--skip-pushdown", action="store_true", help="skip the large pushdown interval")
     parser.add_argument("--database-url", help="an existing PostgreSQL (schema mlmon_bench and the monitoring "
                         "schema are written); default: a throwaway embedded server")
@@ -306,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
             configs.append(make_config("pushdown", compute="database"))
         print("running the in-database pushdown (child process) ...", flush=True)
         push = _in_child(pushdown_child, url, configs)
+        print(f"running the interval split into feature groups of {args.group_size} (one child each) ...", flush=True)
+        from monitoring_lib.feature_groups import plan_groups
+
+        grouped_cfg = make_config("interval", group_size=args.group_size)
+        groups = [_in_child(group_child, url, grouped_cfg, g) for g in range(len(plan_groups(grouped_cfg)))]
+        merged = _in_child(grouped_interval_child, url, grouped_cfg, [g["partial"] for g in groups])
         print("pushing 10,000 Dynatrace lines to the local ingest server ...", flush=True)
         dyn = dynatrace_push(url)
         info = machine(url)
@@ -330,6 +363,14 @@ def main(argv: list[str] | None = None) -> int:
         "pushdown_drift_status": big["drift_status"],
         "pushdown_peak_rss_mb": push["peak_rss_mb"],
         "pushdown_rss_after_imports_mb": push["rss_after_imports_mb"],
+        "feature_groups": len(groups),
+        "group_max_s": round(max(g["seconds"] for g in groups), 3),
+        "group_max_peak_rss_mb": max(g["peak_rss_mb"] for g in groups),
+        "group_max_xcom_kb": max(g["xcom_kb"] for g in groups),
+        "grouped_interval_s": round(merged["seconds"], 3),
+        "grouped_interval_peak_rss_mb": merged["peak_rss_mb"],
+        "grouped_interval_stages": {k: round(v, 3) for k, v in merged["timings"].items()},
+        "grouped_wall_s": round(max(g["seconds"] for g in groups) + merged["seconds"], 3),
         "dynatrace_push_10k_s": round(dyn["seconds"], 3),
         "dynatrace_batches": dyn["batches"],
         "setup_s": {k: round(v, 2) for k, v in setup.items()},
@@ -364,6 +405,12 @@ def report(r: dict) -> None:
         ]
     rows += [
         ("  pushdown peak RSS", f"{r['pushdown_peak_rss_mb']:.0f} MB  (client side)"),
+        (f"feature groups ({r['feature_groups']} mapped tasks)",
+         f"slowest group {r['group_max_s']:.2f} s, peak RSS {r['group_max_peak_rss_mb']:.0f} MB, "
+         f"XCom {r['group_max_xcom_kb']:.0f} KB"),
+        ("  interval task (core columns, merge)", f"{r['grouped_interval_s']:.2f} s, peak RSS "
+                                                  f"{r['grouped_interval_peak_rss_mb']:.0f} MB"),
+        ("  wall time, one worker per group", f"{r['grouped_wall_s']:.2f} s"),
         ("Dynatrace push, 10,000 lines", f"{r['dynatrace_push_10k_s']:.2f} s  ({r['dynatrace_batches']} batches)"),
         ("whole benchmark", f"{r['total_s']:.0f} s"),
     ]

@@ -1,8 +1,7 @@
 """One monitoring DAG per endpoint config in `configs/` (or `$MLMON_CONFIG_DIR`).
 
-Per-endpoint DAGs rather than one mapped DAG: each endpoint keeps its own interval, start date,
-catchup and `max_active_runs=1` (windows land in order), and operators pause, backfill or clear one
-model without touching the others. Parsing reads YAML only: no database, Variable or network.
+Per-endpoint DAGs rather than one mapped DAG: each endpoint keeps its own interval, start date, catchup
+and `max_active_runs=1`, and operators pause, backfill or clear one model alone. Parsing reads YAML only.
 """
 
 from __future__ import annotations
@@ -14,11 +13,13 @@ from airflow.sdk import Asset, DeltaDataIntervalTimetable, Param, PokeReturnValu
 
 from monitoring_lib.config import config_files, load_endpoint_config
 from monitoring_lib.errors import ConfigError
+from monitoring_lib.feature_groups import plan_groups
 
 DOC = """### Monitoring of `{e}` ({p}, model `{m}`)
 Every {i}: wait for the window's late rows, then **compute_interval** (extract, GX quality, drift, summaries,
-Dynatrace outbox, in one transaction), **push_dynatrace**, **model_performance** (late labels), and
-**decide_retraining** → **trigger_retraining** (`{t}`, deterministic run id: re-runs never retrain twice).
+Dynatrace outbox, in one transaction; split models first map **summarise_group** over feature groups),
+**push_dynatrace**, **model_performance** (late labels), **decide_retraining** → **trigger_retraining** (`{t}`,
+deterministic run id: re-runs never retrain twice).
 
 Triage: *compute_interval* failed without retry = critical data-quality failure or bad config (see
 `monitoring.data_quality_results`, `mlmon validate-config`); retrying = database unreachable.
@@ -44,18 +45,24 @@ def build(cfg):  # noqa: ANN001, ANN201
     def monitor():
         @task.sensor(poke_interval=60, timeout=cfg.schedule.grace_period.total_seconds() + 3600, mode="reschedule")
         def wait_for_data(data_interval_start=None, data_interval_end=None, params=None) -> PokeReturnValue:
-            from monitoring_lib.schedule import grace_passed, resolve_window
-            start, end = resolve_window(data_interval_start, data_interval_end, cfg.schedule.interval,
-                                        cfg.schedule.start_date, params["window_start"], params["window_end"])
-            done = grace_passed(end, cfg.schedule.grace_period)
-            return PokeReturnValue(is_done=done, xcom_value={"start": start.isoformat(), "end": end.isoformat()})
+            from monitoring_lib.schedule import window_ready
+            done, window = window_ready(cfg, data_interval_start, data_interval_end, params)
+            return PokeReturnValue(is_done=done, xcom_value=window)
+
+        @task
+        def summarise_group(window: dict, group: int, params=None) -> dict:
+            from mlmon_airflow import database_url, task_errors
+            from monitoring_lib.feature_groups import summarise_from_task
+            with task_errors():
+                return summarise_from_task(database_url(), cfg, window, group, force=params["force_recompute"])
 
         @task(outlets=SUMMARY_ASSETS)
-        def compute_interval(window: dict, params=None) -> dict:
+        def compute_interval(window: dict, groups=None, params=None) -> dict:  # noqa: ANN001 - mapped results
             from mlmon_airflow import database_url, task_errors
             from monitoring_lib.runner import compute_or_reuse
             with task_errors():
-                return compute_or_reuse(database_url(), cfg, window, force=params["force_recompute"])
+                return compute_or_reuse(database_url(), cfg, window, force=params["force_recompute"],
+                                        groups=None if groups is None else list(groups))
 
         @task(retries=6, retry_delay=timedelta(minutes=1))
         def push_dynatrace(report: dict) -> dict:
@@ -83,7 +90,9 @@ def build(cfg):  # noqa: ANN001, ANN201
             trigger_run_id="{{ ti.xcom_pull(task_ids='decide_retraining')['run_id'] }}",
             conf="{{ ti.xcom_pull(task_ids='decide_retraining') }}",
             skip_when_already_exists=True, fail_when_dag_is_paused=True, retries=2)
-        report = compute_interval(wait_for_data())
+        window, n = wait_for_data(), len(plan_groups(cfg))
+        groups = summarise_group.partial(window=window).expand(group=list(range(n))) if n else None
+        report = compute_interval(window, groups)
         push_dynatrace(report)
         model_performance(report)
         decide_retraining(report) >> trigger

@@ -270,6 +270,17 @@ class KpiConfig(_Frozen):
     agg: Literal["sum", "mean", "min", "max", "count"] = "sum"
 
 
+class ScaleOutConfig(_Frozen):
+    """How one interval of a wide model is spread over Airflow workers (dynamic task mapping).
+
+    With `feature_group_size`, each mapped task reads only its group's feature columns, summarises
+    them and runs their quality checks; the interval task merges the groups (disjoint columns, so
+    exactly) and counts distinct bad and failed rows in PostgreSQL.
+    """
+
+    feature_group_size: int | None = Field(None, ge=1)
+
+
 class PerformanceConfig(_Frozen):
     bucket_column: str | None = None
     buckets: tuple[float, ...] = ()
@@ -291,6 +302,7 @@ class EndpointConfig(_Frozen):
     retraining: RetrainingConfig = RetrainingConfig()
     applications: tuple[ApplicationConfig, ...] = ()
     kpis: tuple[KpiConfig, ...] = ()
+    scale_out: ScaleOutConfig = ScaleOutConfig()
     performance: PerformanceConfig = PerformanceConfig()
     source_file: str = Field("", exclude=True)
 
@@ -308,6 +320,14 @@ class EndpointConfig(_Frozen):
         if self.compute == "database" and self.applications:
             raise ValueError("applications: user applications receive the interval's rows, which compute: database "
                              "never reads; use compute: memory for this endpoint or remove the applications")
+        if self.scale_out.feature_group_size:
+            if self.compute == "database":
+                raise ValueError("scale_out.feature_group_size: feature groups split the in-memory work over workers; "
+                                 "compute: database already leaves every row in PostgreSQL, remove one of them")
+            if self.applications:
+                raise ValueError("scale_out.feature_group_size: user applications receive the whole interval's "
+                                 "rows, which no single feature-group task holds; remove the applications or "
+                                 "the feature groups")
         return self
 
 

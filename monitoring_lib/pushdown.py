@@ -1,7 +1,8 @@
 """Interval summaries computed inside PostgreSQL: the same `ColumnSummary` values as `summarise_frame`.
 
 Raw rows never leave the database. Three aggregate queries, each one scan of the window, return a few
-thousand numbers whatever the interval size:
+thousand numbers whatever the interval size (`AggregatePlan` lets other modules add their own plain
+aggregates to the moments scan, so bad rows, quality row checks and KPIs need no scan of their own):
 
 - counts: every column's fine bucket, hashed by `GROUPING SETS` (one set per column). A numeric
   column's fine buckets are `width_bucket` over a refined copy of the stored edges: every reference
@@ -39,6 +40,8 @@ import itertools
 import math
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -66,7 +69,8 @@ _OUTER_STEPS = 32
 _NULL, _INVALID = -1, -2
 # Above this many values in a column's target buckets, its quantiles come from `percentile_cont`.
 _MAX_FETCH = 2_000_000
-# Hash aggregate and ordered-aggregate memory inside our own transaction (a few thousand groups).
+# Hash aggregate and ordered-aggregate memory inside our own transaction (a few thousand groups; a third of
+# the window's request ids per parallel worker when they are grouped).
 _WORK_MEM = "64MB"
 
 
@@ -92,6 +96,93 @@ class Params:
         name = f"p{len(self.values)}"
         self.values[name] = value
         return sql.SQL("{}" + cast).format(sql.Placeholder(name))
+
+
+class AggregatePlan:
+    """Plain aggregates of one window that several modules need, evaluated together in one scan.
+
+    Each module adds named aggregate expressions before the scan and reads their values back by name
+    after it. `summaries_in_database` folds the plan into its moments scan (a plain aggregate, which
+    PostgreSQL runs in parallel); `execute` evaluates it alone when nothing else scanned the window.
+    Expressions bind values through `params`, and every query composed with this plan's `window` or
+    `params` must be executed with `params.values`.
+    """
+
+    def __init__(self, cfg: EndpointConfig, start: datetime, end: datetime) -> None:
+        self.start, self.end = start, end
+        self.params = Params()
+        self.window = window_rows(cfg, self.params, start, end)
+        self._items: dict[str, sql.Composable] = {}
+        self._values: dict[str, Any] | None = None
+        self.seconds: float | None = None
+
+    def add(self, name: str, expr: sql.Composable) -> None:
+        """Plan `expr` under `name`; modules needing the same aggregate may add it twice under one name."""
+        if self._values is not None:
+            raise RuntimeError(f"aggregate {name!r} added after the plan was evaluated")
+        known = self._items.get(name)
+        if known is not None and known != expr:
+            raise ValueError(f"aggregate {name!r} is already planned as another expression")
+        self._items[name] = expr
+
+    @property
+    def expressions(self) -> list[sql.Composable]:
+        """The planned expressions, in the order `fill` expects their values."""
+        return list(self._items.values())
+
+    @property
+    def evaluated(self) -> bool:
+        return self._values is not None
+
+    def fill(self, values: Sequence[Any], seconds: float | None = None) -> None:
+        """Take the values of `expressions` from the scan that evaluated them."""
+        self._values = dict(zip(self._items, values, strict=True))
+        self.seconds = seconds
+
+    def execute(self, conn: psycopg.Connection) -> None:
+        """Evaluate the plan in a scan of its own, unless another scan already carried it."""
+        if self._values is not None:
+            return
+        began = time.perf_counter()
+        row: Sequence[Any] = ()
+        if self._items:
+            query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(self.expressions), self.window)
+            row = conn.execute(query, self.params.values).fetchone() or ()
+        self.fill(row, round(time.perf_counter() - began, 4))
+
+    def __getitem__(self, name: str) -> Any:
+        if self._values is None:
+            raise RuntimeError(f"aggregate {name!r} read before the plan was evaluated")
+        return self._values[name]
+
+
+@dataclass(frozen=True)
+class DuplicateIds:
+    """Rows of the window whose non-null `column` value occurs more than once: GX's uniqueness count.
+
+    Computed by the bad-row accounting's grouping by request id, and reused by a uniqueness check on
+    the same column over all rows, so the window is grouped by that column once.
+    """
+
+    column: str
+    rows: int
+
+
+def raise_work_mem(conn: psycopg.Connection) -> None:
+    """Give the rest of the current transaction `_WORK_MEM`: hashes and sorts of the window stay off disk."""
+    conn.execute("SELECT set_config('work_mem', %s, true)", (_WORK_MEM,))
+
+
+@contextmanager
+def query_errors(endpoint_id: str, what: str) -> Iterator[None]:
+    """Map psycopg failures to the library's errors: a lost server is retryable, a bad query is the source's."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"{endpoint_id}: in-database {what} failed: {exc}") from exc
+    except (psycopg.ProgrammingError, psycopg.DataError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"{endpoint_id}: in-database {what} failed: {first}") from exc
 
 
 def finite(v: sql.Composable) -> sql.Composed:
@@ -306,15 +397,15 @@ def _plan_quantiles(buckets: dict[int, int], n: int) -> _QuantilePlan:
 
 def _moments_query(
     cfg: EndpointConfig, numeric: list[NumericProfile], plans: dict[str, _QuantilePlan], fine: dict[str, _Fine],
-    start: datetime, end: datetime,
-) -> tuple[sql.Composed, dict[str, Any]]:
+    start: datetime, end: datetime, p: Params, extra: list[sql.Composable],
+) -> sql.Composed:
     """One scan: per numeric column sum and sum of squares of (x - shift), min, max, and its order statistics.
 
     Order statistics come from one `array_agg` over the column's target buckets only, sorted afterwards
     and indexed at the planned positions; a column whose targets hold more than `_MAX_FETCH` values gets
-    `percentile_cont` instead. Each column yields five output columns: s, sq, min, max, quantile array.
+    `percentile_cont` instead. Each column yields five output columns: s, sq, min, max, quantile array;
+    the `extra` aggregates (an `AggregatePlan`'s) follow them, evaluated in the same scan.
     """
-    p = Params()
     inner: list[sql.Composable] = []
     outer: list[sql.Composable] = []
     for i, c in enumerate(numeric):
@@ -341,21 +432,23 @@ def _moments_query(
             outer.append(sql.SQL("(SELECT ARRAY[{items}]::float8[] FROM (SELECT array_agg(x ORDER BY x) AS s"
                                  " FROM unnest(t.{a}) AS u(x)) AS o)").format(a=alias, items=sql.SQL(", ").join(
                 sql.SQL("o.s[{}]").format(p(positions[r], "::int")) for r in sorted(positions))))
+    inner += extra
+    outer += [sql.SQL("t.{}").format(sql.Identifier(f"x{j}")) for j in range(len(extra))]
     # positional names for the moments keep the inner select list compact: t(1, 2, ...) below
     query = sql.SQL("SELECT {outer} FROM (SELECT {inner} FROM {rel} {window}) AS t({names})").format(
         outer=sql.SQL(", ").join(outer), inner=sql.SQL(", ").join(inner),
         rel=source_relation(cfg.source, "src"), window=_window(cfg, p, start, end),
-        names=sql.SQL(", ").join(sql.Identifier(n) for n in _inner_names(numeric, plans)))
-    return query, p.values
+        names=sql.SQL(", ").join(sql.Identifier(n) for n in _inner_names(numeric, plans, len(extra))))
+    return query
 
 
-def _inner_names(numeric: list[NumericProfile], plans: dict[str, _QuantilePlan]) -> list[str]:
+def _inner_names(numeric: list[NumericProfile], plans: dict[str, _QuantilePlan], extra: int) -> list[str]:
     names: list[str] = []
     for i, c in enumerate(numeric):
         names += [str(j) for j in range(4 * i + 1, 4 * i + 5)]
         if c.name in plans:
             names.append(f"a{i}")
-    return names
+    return names + [f"x{j}" for j in range(extra)]
 
 
 def _operational_query(
@@ -384,8 +477,13 @@ def _operational_query(
     return query, p.values
 
 
-def _columns(cfg: EndpointConfig, profile: ReferenceProfile) -> list[ColumnProfile]:
-    """The configured features, plus the prediction when the profile has one (as `summarise_and_compute`)."""
+def _columns(cfg: EndpointConfig, profile: ReferenceProfile | None) -> list[ColumnProfile]:
+    """The configured features, plus the prediction when the profile has one (as `summarise_and_compute`).
+
+    Without a profile there are no edges to summarise against: no column, only the operational buckets.
+    """
+    if profile is None:
+        return []
     names = list(cfg.source.features)
     pred = cfg.source.prediction_column
     if profile.prediction is not None and profile.prediction.name == pred:
@@ -400,8 +498,6 @@ def _columns(cfg: EndpointConfig, profile: ReferenceProfile) -> list[ColumnProfi
                 f"column '{name}'; refit the profile after changing the feature list"
             ) from None
     return cols
-
-
 
 
 def _summaries(
@@ -452,18 +548,23 @@ def _operational_rows(rows: list[tuple], start: datetime, has_errors: bool) -> l
 def summaries_in_database(
     conn: psycopg.Connection,
     cfg: EndpointConfig,
-    profile: ReferenceProfile,
+    profile: ReferenceProfile | None,
     start: datetime,
     end: datetime,
     band_k: float,
     *,
     non_finite_as_null: bool = False,
+    plan: AggregatePlan | None = None,
 ) -> PushdownResult:
     """Column summaries, row count and operational buckets of [start, end), aggregated by PostgreSQL.
 
     `non_finite_as_null=True` counts NaN/±Infinity as nulls, as the in-memory pipeline sees them after
-    `frames.normalise_frame`; by default they are reported separately as invalid.
+    `frames.normalise_frame`; by default they are reported separately as invalid. A `plan` of the same
+    window is evaluated in the moments scan (in a scan of its own when no column is numeric), so its
+    aggregates cost no extra pass over the rows. Without a profile only the operational part is computed.
     """
+    if plan is not None and (plan.start, plan.end) != (start, end):
+        raise ValueError(f"aggregate plan of [{plan.start}, {plan.end}) given for [{start}, {end})")
     src = cfg.source
     cols = _columns(cfg, profile)
     needed = [src.timestamp_column, *(c.name for c in cols), *(c for c in (src.latency_column, src.error_column) if c)]
@@ -478,37 +579,41 @@ def summaries_in_database(
         return rows
 
     idle = conn.info.transaction_status == TransactionStatus.IDLE
-    try:
-        with conn.transaction():
-            if idle:
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                conn.execute("SELECT set_config('work_mem', %s, true)", (_WORK_MEM,))
-            types = describe_source(conn, src)
-            missing = [c for c in dict.fromkeys(needed) if c not in types]
-            if missing:
-                raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
-            counts = _group_counts(run("counts", *_counts_query(cfg, cols, fine, types, start, end)), len(cols))
-            summaries, plans = _summaries(cols, counts, fine, non_finite_as_null)
-            moments = run("moments", *_moments_query(cfg, numeric, plans, fine, start, end))[0] if numeric else ()
-            operational = run("operational", *_operational_query(cfg, types, start, end))
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailableError(f"{cfg.endpoint_id}: in-database summaries failed: {exc}") from exc
-    except (psycopg.ProgrammingError, psycopg.DataError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SourceError(f"{cfg.endpoint_id}: in-database summary query failed: {first}") from exc
+    with query_errors(cfg.endpoint_id, "summary query"), conn.transaction():
+        if idle:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            raise_work_mem(conn)
+        types = describe_source(conn, src)
+        missing = [c for c in dict.fromkeys(needed) if c not in types]
+        if missing:
+            raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
+        counts = _group_counts(run("counts", *_counts_query(cfg, cols, fine, types, start, end)), len(cols)) \
+            if cols else []
+        summaries, plans = _summaries(cols, counts, fine, non_finite_as_null)
+        moments: Sequence[Any] = ()
+        extra = plan.expressions if plan is not None and not plan.evaluated else []
+        if numeric:
+            p = plan.params if plan is not None else Params()
+            moments = run("moments", _moments_query(cfg, numeric, plans, fine, start, end, p, extra), p.values)[0]
+            if plan is not None and not plan.evaluated:
+                plan.fill(moments[5 * len(numeric):], timings["moments"])
+        elif plan is not None:
+            plan.execute(conn)
+            timings["aggregates"] = plan.seconds or 0.0
+        operational = run("operational", *_operational_query(cfg, types, start, end))
     for i, c in enumerate(numeric):
-        plan = plans.get(c.name)
-        if plan is None:  # no finite value: nothing to add
+        located = plans.get(c.name)
+        if located is None:  # no finite value: nothing to add
             continue
         s, sq, lo, hi, values = moments[5 * i:5 * i + 5]
-        if plan.target_count > _MAX_FETCH:
+        if located.target_count > _MAX_FETCH:
             quantiles = dict(zip(QUANTILE_KEYS, map(float, values), strict=True))
         else:
             if any(x is None for x in values):
                 raise SourceError(f"{cfg.endpoint_id}: rows of [{start}, {end}) changed between the summary"
                                   " queries; run on an idle connection so that they share one snapshot")
-            plan.values.update(zip(sorted(plan.wanted), map(float, values), strict=True))
-            quantiles = plan.quantiles()
+            located.values.update(zip(sorted(located.wanted), map(float, values), strict=True))
+            quantiles = located.quantiles()
         summaries[c.name] = dataclasses.replace(summaries[c.name], sum=float(s), sum_sq=float(sq), min=float(lo),
                                                 max=float(hi), quantiles=quantiles)
     return PushdownResult(

@@ -1,7 +1,10 @@
 """Bad-row accounting and business KPIs computed in PostgreSQL, for endpoints with `compute: database`.
 
 They give the numbers `frames.normalise_frame` and `applications.compute_kpis` give in memory, from
-aggregate queries, so no row of the window reaches Python:
+aggregate queries, so no row of the window reaches Python. `BadRowsPlan` and `KpiPlan` add their counts
+to a shared `pushdown.AggregatePlan` (in `compute: database`, the summaries' moments scan evaluates
+it); bad rows then need one `GROUP BY` of the request id, whose duplicate count the uniqueness check
+on that column reuses:
 
 - defects per reason: numeric values that are NULL or NaN (`null:<col>`; a prediction on an error
   row is expected to be missing), ±Infinity (`non_finite:<col>`), NULL categories, NULL request ids,
@@ -18,7 +21,6 @@ database would silently cast); `require_numeric_types` says which column is not.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -27,7 +29,7 @@ from monitoring_lib.applications import AppResult
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.errors import SourceError
 from monitoring_lib.frames import BadRowReport
-from monitoring_lib.pushdown import NUMBER_TYPES, Params, error_flag, window_rows
+from monitoring_lib.pushdown import NUMBER_TYPES, AggregatePlan, DuplicateIds, error_flag, finite
 
 _NUMERIC_OK = NUMBER_TYPES | {"bool"}
 
@@ -76,38 +78,55 @@ def _defects(cfg: EndpointConfig, types: dict[str, str]) -> list[tuple[str, sql.
     return out
 
 
+class BadRowsPlan:
+    """Bad-row accounting in two steps: its counts ride on a shared `AggregatePlan`, then one grouping by id.
+
+    The grouping also yields the rows whose request id is duplicated (`DuplicateIds`), which the
+    uniqueness check on that column reuses instead of grouping the window again.
+    """
+
+    def __init__(self, cfg: EndpointConfig, types: dict[str, str], plan: AggregatePlan) -> None:
+        self.cfg, self.types, self.plan = cfg, types, plan
+        self.defects = _defects(cfg, types)
+        self.any_defect: sql.Composable = sql.SQL(" OR ").join(
+            sql.SQL("coalesce({}, false)").format(c) for _, c in self.defects) if self.defects else sql.SQL("false")
+        plan.add("rows", sql.SQL("count(*)"))
+        plan.add("bad_rows.flagged", sql.SQL("count(*) FILTER (WHERE {})").format(self.any_defect))
+        for reason, cond in self.defects:
+            plan.add(f"bad_rows.{reason}", sql.SQL("count(*) FILTER (WHERE {})").format(cond))
+
+    def report(self, conn: psycopg.Connection) -> tuple[BadRowReport, DuplicateIds | None]:
+        """The window's `BadRowReport` and, when the source has a request id column, its duplicated rows."""
+        plan = self.plan
+        plan.execute(conn)
+        rows, flagged = int(plan["rows"]), int(plan["bad_rows.flagged"])
+        reasons = {name: n for name, _ in self.defects if (n := int(plan[f"bad_rows.{name}"]))}
+        rid = self.cfg.source.request_id_column
+        if rid not in self.types:
+            return BadRowReport(rows=rows, bad_rows=flagged, by_reason=reasons), None
+        duplicated = 0
+        if rows:
+            # Per duplicated id: n rows, k of them otherwise defective (already in `flagged`) -> n - 1 + (k = n).
+            dup = conn.execute(
+                sql.SQL(
+                    "SELECT coalesce(sum(n - 1), 0), coalesce(sum(n - 1 + (k = n)::int - k), 0), coalesce(sum(n), 0)"
+                    " FROM (SELECT count(*) AS n, count(*) FILTER (WHERE {any}) AS k FROM {w} AND {id} IS NOT NULL"
+                    " GROUP BY {id} HAVING count(*) > 1) AS ids"
+                ).format(any=self.any_defect, w=plan.window, id=sql.Identifier(rid)),
+                plan.params.values,
+            ).fetchone()
+            if int(dup[0]):
+                reasons["duplicate_request_id"] = int(dup[0])
+                flagged += int(dup[1])
+            duplicated = int(dup[2])
+        return BadRowReport(rows=rows, bad_rows=flagged, by_reason=reasons), DuplicateIds(rid, duplicated)
+
+
 def bad_rows_in_database(
     conn: psycopg.Connection, cfg: EndpointConfig, types: dict[str, str], start: datetime, end: datetime
 ) -> BadRowReport:
-    """The window's `BadRowReport`, as `normalise_frame` reports it for the same rows."""
-    defects = _defects(cfg, types)
-    any_defect = sql.SQL(" OR ").join(sql.SQL("coalesce({}, false)").format(c) for _, c in defects) \
-        if defects else sql.SQL("false")
-    counts = [sql.SQL("count(*) FILTER (WHERE {})").format(c) for _, c in defects]
-    p = Params()
-    window = window_rows(cfg, p, start, end)
-    row = conn.execute(
-        sql.SQL("SELECT count(*), count(*) FILTER (WHERE {any}){more} FROM {w}").format(
-            any=any_defect, more=sql.SQL("").join(sql.SQL(", {}").format(c) for c in counts), w=window),
-        p.values,
-    ).fetchone()
-    rows, flagged = int(row[0]), int(row[1])
-    reasons = {name: int(n) for (name, _), n in zip(defects, row[2:], strict=True) if n}
-    rid = cfg.source.request_id_column
-    if rid in types and rows:
-        # Per duplicated id: n rows, k of them otherwise defective (already in `flagged`) -> n - 1 + (k = n).
-        dup = conn.execute(
-            sql.SQL(
-                "SELECT coalesce(sum(n - 1), 0), coalesce(sum(n - 1 + (k = n)::int - k), 0) FROM ("
-                " SELECT count(*) AS n, count(*) FILTER (WHERE {any}) AS k FROM {w} AND {id} IS NOT NULL"
-                " GROUP BY {id} HAVING count(*) > 1) AS ids"
-            ).format(any=any_defect, w=window, id=sql.Identifier(rid)),
-            p.values,
-        ).fetchone()
-        if int(dup[0]):
-            reasons["duplicate_request_id"] = int(dup[0])
-            flagged += int(dup[1])
-    return BadRowReport(rows=rows, bad_rows=flagged, by_reason=reasons)
+    """The window's `BadRowReport`, as `normalise_frame` reports it for the same rows: one scan, one grouping."""
+    return BadRowsPlan(cfg, types, AggregatePlan(cfg, start, end)).report(conn)[0]
 
 
 _KPI_AGG = {"sum": "coalesce(sum({v}) FILTER (WHERE {f}), 0)", "mean": "avg({v}) FILTER (WHERE {f})",
@@ -115,39 +134,41 @@ _KPI_AGG = {"sum": "coalesce(sum({v}) FILTER (WHERE {f}), 0)", "mean": "avg({v})
             "count": "count(*) FILTER (WHERE {f})"}
 
 
+class KpiPlan:
+    """`compute_kpis` as aggregates of a shared `AggregatePlan`; NaN/±Infinity are ignored as in memory."""
+
+    def __init__(self, cfg: EndpointConfig, types: dict[str, str], plan: AggregatePlan) -> None:
+        self.cfg, self.plan = cfg, plan
+        self.unavailable: dict[int, str] = {}
+        monitored = set(cfg.source.columns())
+        for i, kpi in enumerate(cfg.kpis):
+            if kpi.column not in monitored or kpi.column not in types:
+                self.unavailable[i] = f"column '{kpi.column}' is not in the interval data"
+            elif types[kpi.column] not in _NUMERIC_OK:
+                self.unavailable[i] = f"column '{kpi.column}' is {types[kpi.column]}, not numeric"
+            else:
+                cast = "{}::int::float8" if types[kpi.column] == "bool" else "{}::float8"
+                v = sql.SQL(cast).format(sql.Identifier(kpi.column))
+                plan.add(f"kpi.{i}", sql.SQL(_KPI_AGG[kpi.agg]).format(v=v, f=finite(v)))
+
+    def results(self, conn: psycopg.Connection) -> list[AppResult]:
+        """One `AppResult` per configured KPI, in config order (evaluates the plan if no scan carried it)."""
+        if len(self.unavailable) < len(self.cfg.kpis):
+            self.plan.execute(conn)
+        out = []
+        for i, kpi in enumerate(self.cfg.kpis):
+            if i in self.unavailable:
+                out.append(AppResult("kpi", kpi.name, "business_kpi", "error", None, {"error": self.unavailable[i]}))
+                continue
+            value = self.plan[f"kpi.{i}"]
+            out.append(AppResult("kpi", kpi.name, "business_kpi", "ok",
+                                 float("nan") if value is None else float(value),
+                                 {"column": kpi.column, "agg": kpi.agg}))
+        return out
+
+
 def kpis_in_database(
     conn: psycopg.Connection, cfg: EndpointConfig, types: dict[str, str], start: datetime, end: datetime
 ) -> list[AppResult]:
-    """`compute_kpis` over the window in one aggregate query; NaN/±Infinity are ignored as in memory."""
-    results: list[AppResult | None] = []
-    items: list[sql.Composable] = []
-    monitored = set(cfg.source.columns())
-    for kpi in cfg.kpis:
-        if kpi.column not in monitored or kpi.column not in types:
-            results.append(AppResult("kpi", kpi.name, "business_kpi", "error", None,
-                                     {"error": f"column '{kpi.column}' is not in the interval data"}))
-            continue
-        if types[kpi.column] not in _NUMERIC_OK:
-            results.append(AppResult("kpi", kpi.name, "business_kpi", "error", None,
-                                     {"error": f"column '{kpi.column}' is {types[kpi.column]}, not numeric"}))
-            continue
-        cast = "{}::int::float8" if types[kpi.column] == "bool" else "{}::float8"
-        v = sql.SQL(cast).format(sql.Identifier(kpi.column))
-        finite = sql.SQL("({v} > '-Infinity'::float8 AND {v} < 'Infinity'::float8)").format(v=v)
-        items.append(sql.SQL(_KPI_AGG[kpi.agg]).format(v=v, f=finite))
-        results.append(None)
-    values: tuple[Any, ...] = ()
-    if items:
-        p = Params()
-        query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(items), window_rows(cfg, p, start, end))
-        values = conn.execute(query, p.values).fetchone()
-    out, pos = [], 0
-    for kpi, done in zip(cfg.kpis, results, strict=True):
-        if done is not None:
-            out.append(done)
-            continue
-        value = values[pos]
-        pos += 1
-        out.append(AppResult("kpi", kpi.name, "business_kpi", "ok",
-                             float("nan") if value is None else float(value), {"column": kpi.column, "agg": kpi.agg}))
-    return out
+    """`compute_kpis` over the window in one aggregate query."""
+    return KpiPlan(cfg, types, AggregatePlan(cfg, start, end)).results(conn)

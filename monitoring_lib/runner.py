@@ -6,9 +6,10 @@ callers get an `IntervalReport`, small enough for XCom.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -25,12 +26,14 @@ from monitoring_lib.db import connect
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.endpoints import ensure_endpoint, refresh_endpoint_totals
 from monitoring_lib.errors import MonitoringError, QualityGateFailed
+from monitoring_lib.feature_groups import GroupPartial
 from monitoring_lib.frames import BadRowReport, normalise_frame
 from monitoring_lib.operational import bucket_metrics
 from monitoring_lib.profiles import load_active_profile
 from monitoring_lib.source import read_window
 from monitoring_lib.store import replace_window, upsert
 
+log = logging.getLogger(__name__)
 STATUS_RANK = {"no_drift": 0, "possible_drift": 1, "drift_detected": 2}
 
 
@@ -81,9 +84,14 @@ def check_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 
 def run_interval(
-    url: str, cfg: EndpointConfig, start: datetime, end: datetime, *, now: datetime | None = None
+    url: str, cfg: EndpointConfig, start: datetime, end: datetime, *, now: datetime | None = None,
+    groups: list[GroupPartial] | None = None,
 ) -> IntervalReport:
-    """Compute and store every summary of [start, end) for one endpoint; safe to repeat."""
+    """Compute and store every summary of [start, end) for one endpoint; safe to repeat.
+
+    `groups` are the window's feature-group results (`feature_groups.summarise_group`) when the
+    endpoint is split over workers; without them every feature is read here.
+    """
     start, end = check_window(start, end)
     now = now or datetime.now(timezone.utc)
     started_at = datetime.now(timezone.utc)
@@ -94,8 +102,12 @@ def run_interval(
         profile = load_active_profile(conn, cfg.endpoint_id, model_version)
         conn.commit()
 
-    compute = _compute_in_database if cfg.compute == "database" else _compute_in_memory
-    result, first_ts, last_ts = compute(url, cfg, profile, start, end, now, stage)
+    if groups is not None:
+        result, first_ts, last_ts = _compute_with_groups(url, cfg, profile, model_version, start, end, now, stage,
+                                                         groups)
+    else:
+        compute = _compute_in_database if cfg.compute == "database" else _compute_in_memory
+        result, first_ts, last_ts = compute(url, cfg, profile, start, end, now, stage)
     rows = result.bad.rows
 
     with stage("write"), connect(url) as conn:
@@ -167,25 +179,32 @@ def _compute_in_database(
 ) -> tuple[_Computed, datetime | None, datetime | None]:
     """`compute: database`: the same results from aggregate queries in one snapshot; no row leaves PostgreSQL."""
     from monitoring_lib.drift.engine import compute_drift
-    from monitoring_lib.pushdown import summaries_in_database
-    from monitoring_lib.pushdown_rows import bad_rows_in_database, kpis_in_database, require_numeric_types
-    from monitoring_lib.quality.in_database import run_quality_in_database
+    from monitoring_lib.pushdown import AggregatePlan, raise_work_mem, summaries_in_database
+    from monitoring_lib.pushdown_rows import BadRowsPlan, KpiPlan, require_numeric_types
+    from monitoring_lib.quality.in_database import QualityPlan
     from monitoring_lib.source import describe_source
 
     with connect(url) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        raise_work_mem(conn)
         types = describe_source(conn, cfg.source)
         require_numeric_types(cfg, types)
+        # bad rows, quality row checks and KPIs add their counts to the summaries' moments scan
+        plan = AggregatePlan(cfg, start, end)
+        bad_rows, kpis = BadRowsPlan(cfg, types, plan), KpiPlan(cfg, types, plan)
+        quality = QualityPlan(cfg, profile, types, plan, now=now) if cfg.quality.enabled else None
         with stage("summaries"):
-            pushed = summaries_in_database(conn, cfg, profile, start, end, cfg.drift.band_k, non_finite_as_null=True)
-        with stage("bad_rows"):
-            result = _Computed(bad=bad_rows_in_database(conn, cfg, types, start, end))
+            pushed = summaries_in_database(conn, cfg, profile, start, end, cfg.drift.band_k, non_finite_as_null=True,
+                                           plan=plan)
+        with stage("bad_rows"):  # the one grouping by request id, shared with its uniqueness check
+            bad, duplicates = bad_rows.report(conn)
+            result = _Computed(bad=bad)
         if not result.bad.rows:
             return result, None, None
         result.operational = pushed.operational
-        if cfg.quality.enabled:
+        if quality is not None:
             with stage("quality"):
-                result.quality = run_quality_in_database(conn, cfg, profile, start, end, now=now)
+                result.quality = quality.outcome(conn, duplicates)
             _note_quality(result)
         result.drift_status = _drift_not_computed(cfg, profile, result.dq_state)
         if result.drift_status is None:
@@ -193,10 +212,65 @@ def _compute_in_database(
                 result.drift = compute_drift(pushed.summaries, profile, cfg)
             result.drift_status = result.drift.status
         with stage("applications"):
-            result.apps = kpis_in_database(conn, cfg, types, start, end)
+            result.apps = kpis.results(conn)
             if result.drift is not None:
                 result.apps += _drift_app_results(result.drift, cfg.drift.feature.metric)
     return result, pushed.first_ts, pushed.last_ts
+
+
+def _compute_with_groups(
+    url: str, cfg: EndpointConfig, profile: ReferenceProfile | None, model_version: str, start: datetime,
+    end: datetime, now: datetime, stage: _Stages, groups: list[GroupPartial],
+) -> tuple[_Computed, datetime | None, datetime | None]:
+    """The core columns read here, the features' summaries and checks merged from their groups.
+
+    Distinct bad and failed rows span all columns, so PostgreSQL counts them. When the groups read
+    another state of the window, the interval is computed in one database snapshot instead.
+    """
+    from monitoring_lib.drift.engine import compute_drift, prediction_columns
+    from monitoring_lib.drift.summaries import summarise_frame
+    from monitoring_lib.feature_groups import core_columns, merged_quality, mismatch
+    from monitoring_lib.pushdown import raise_work_mem
+    from monitoring_lib.pushdown_rows import bad_rows_in_database, require_numeric_types
+    from monitoring_lib.source import describe_source
+
+    with stage("extract"):
+        raw = read_window(url, cfg, start, end, core_columns(cfg))
+    with stage("normalise"):
+        df, _ = normalise_frame(raw, cfg)
+    del raw
+    with connect(url) as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        raise_work_mem(conn)
+        types = describe_source(conn, cfg.source)
+        require_numeric_types(cfg, types)
+        with stage("bad_rows"):
+            result = _Computed(bad=bad_rows_in_database(conn, cfg, types, start, end))
+        why = mismatch(cfg, groups, len(df), model_version, profile)
+        if why is None and result.bad.rows != len(df):
+            why = f"the window had {len(df)} rows when read and {result.bad.rows} when counted"
+        if why is None and len(df):
+            merged = {k: v for g in groups for k, v in g.summaries.items()}
+            stage.timings["feature_groups"] = float(len(groups))
+
+            def quality(d: pd.DataFrame) -> Any:
+                return merged_quality(conn, cfg, profile, types, d, groups, start, end, now)
+
+            def drift(d: pd.DataFrame) -> Any:
+                own = summarise_frame(d, profile, prediction_columns(profile, cfg), cfg.drift.band_k)
+                return compute_drift({**merged, **own}, profile, cfg)  # type: ignore[arg-type]
+
+            _compute(df, cfg, profile, start, end, now, stage, result, quality=quality, drift=drift)
+    if why is not None:
+        log.warning("%s [%s, %s): feature groups not merged (%s); computing the window in one database snapshot",
+                    cfg.endpoint_id, start.isoformat(), end.isoformat(), why)
+        computed = _compute_in_database(url, cfg, profile, start, end, now, stage)
+        stage.timings["feature_groups_fallback"] = 1.0
+        return computed
+    if df.empty:
+        return result, None, None
+    ts = df[cfg.source.timestamp_column]
+    return result, ts.min().to_pydatetime(), ts.max().to_pydatetime()
 
 
 def _note_quality(out: _Computed) -> None:
@@ -224,19 +298,23 @@ def _compute(
     now: datetime,
     stage: _Stages,
     out: _Computed,
+    *,
+    quality: Callable[[pd.DataFrame], Any] | None = None,
+    drift: Callable[[pd.DataFrame], Any] | None = None,
 ) -> None:
+    """Every check and summary of the window's frame; `quality`/`drift` replace the whole-frame ones."""
     drift_wanted = cfg.drift.enabled and profile is not None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-drift") as pool:
         # Drift is NumPy work that releases the GIL; run it beside Great Expectations (mostly Python)
         # and keep its result only if the quality policy lets drift through.
-        pending = pool.submit(_timed_drift, df, profile, cfg, stage) if drift_wanted else None
+        pending = pool.submit(_timed_drift, df, profile, cfg, stage, drift) if drift_wanted else None
         with stage("operational"):
             out.operational = bucket_metrics(df, cfg, start, end)
         if cfg.quality.enabled:
             from monitoring_lib.quality.validate import run_quality
 
             with stage("quality"):
-                out.quality = run_quality(df, cfg, profile, start, end, now=now)
+                out.quality = quality(df) if quality else run_quality(df, cfg, profile, start, end, now=now)
             _note_quality(out)
         out.drift_status = _drift_not_computed(cfg, profile, out.dq_state)
         if out.drift_status is None:
@@ -251,11 +329,12 @@ def _compute(
         out.apps += run_user_applications(df, profile, cfg)
 
 
-def _timed_drift(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig, stage: _Stages) -> Any:
+def _timed_drift(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig, stage: _Stages,
+                 drift: Callable[[pd.DataFrame], Any] | None) -> Any:
     from monitoring_lib.drift.engine import summarise_and_compute
 
     with stage("drift"):
-        return summarise_and_compute(df, profile, cfg)
+        return drift(df) if drift else summarise_and_compute(df, profile, cfg)
 
 
 def _drift_app_results(drift: Any, feature_metric: str) -> list[AppResult]:
@@ -427,12 +506,19 @@ def stored_report(url: str, cfg: EndpointConfig, start: datetime, end: datetime)
     )
 
 
-def compute_or_reuse(url: str, cfg: EndpointConfig, window: dict[str, str], *, force: bool = False) -> dict[str, Any]:
-    """The task-facing entry point: ISO window in, small JSON-safe report out (for XCom)."""
+def compute_or_reuse(
+    url: str, cfg: EndpointConfig, window: dict[str, str], *, force: bool = False,
+    groups: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The task-facing entry point: ISO window in, small JSON-safe report out (for XCom).
+
+    `groups` are the mapped feature-group tasks' results when the endpoint is split over workers.
+    """
     start = datetime.fromisoformat(window["start"])
     end = datetime.fromisoformat(window["end"])
     if not force:
         current = stored_report(url, cfg, start, end)
         if current is not None:
             return {**current.to_dict(), "reused": True}
-    return {**run_interval(url, cfg, start, end).to_dict(), "reused": False}
+    partials = None if groups is None else [GroupPartial.from_json(g) for g in groups if not g.get("reused")]
+    return {**run_interval(url, cfg, start, end, groups=partials).to_dict(), "reused": False}

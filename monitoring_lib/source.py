@@ -47,11 +47,13 @@ def window_query(cfg: EndpointConfig, columns: list[str] | None = None, placehol
     )
 
 
-def read_window(url: str, cfg: EndpointConfig, start: datetime, end: datetime) -> pd.DataFrame:
-    """Fetch the window's rows into pandas through Arrow (one read, no per-row Python)."""
+def read_window(
+    url: str, cfg: EndpointConfig, start: datetime, end: datetime, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Fetch the window's rows (all monitored columns, or `columns`) into pandas through Arrow in one read."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    text = window_query(cfg).as_string()  # identifiers need no connection to be quoted
+    text = window_query(cfg, columns).as_string()  # identifiers need no connection to be quoted
     try:
         with adbc.connect(url) as aconn, aconn.cursor() as cur:
             cur.execute(text, (start, end))

@@ -43,9 +43,9 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
         need("source.numeric_features", name, NUMERIC_TYPES, "a numeric type")
     for name in src.categorical_features:
         need("source.categorical_features", name)
-    if cfg.compute == "database":  # aggregates cast it to float8; a text prediction cannot be summarised there
+    if cfg.compute == "database" or cfg.scale_out.feature_group_size:  # SQL aggregates cast it to float8
         need("source.prediction_column", src.prediction_column, NUMERIC_TYPES | {"bool"},
-             "a numeric type with compute: database")
+             "a numeric type with compute: database or feature groups")
     else:
         need("source.prediction_column", src.prediction_column)
     need("source.latency_column", src.latency_column, NUMERIC_TYPES, "a numeric type")

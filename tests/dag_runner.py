@@ -33,8 +33,10 @@ def main() -> None:
                 "dag_id": spec["dag_id"],
                 "state": str(run.state),
                 "tasks": {ti.task_id: str(ti.state) for ti in tis},
+                "mapped": {t: sorted(str(ti.state) for ti in tis if ti.task_id == t and ti.map_index >= 0)
+                           for t in {ti.task_id for ti in tis if ti.map_index >= 0}},
                 "xcom": {ti.task_id: ti.xcom_pull(task_ids=ti.task_id, session=session)
-                         for ti in tis if str(ti.state) == "success"},
+                         for ti in tis if str(ti.state) == "success" and ti.map_index < 0},
             })
     with create_session() as session:
         runs = [{"dag_id": r.dag_id, "run_id": r.run_id, "state": str(r.state), "conf": r.conf}

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from psycopg import sql
 
-from monitoring_lib.config import EndpointConfig
+from monitoring_lib.config import EndpointConfig, ScaleOutConfig
 from monitoring_lib.errors import SourceError
 from monitoring_lib.runner import run_interval
 from monitoring_lib.validation import check_columns
@@ -128,5 +128,27 @@ def test_validate_config_checks_the_prediction_type_for_database_mode(demo_db, c
     conn.commit()
     assert check_columns(conn, cfg) == [f"{cfg.source_file}: source.prediction_column: column "
                                         f"'{cfg.source.prediction_column}' is text, expected a numeric type with "
-                                        "compute: database"]
+                                        "compute: database or feature groups"]
     assert check_columns(conn, demo_config()) == []
+    split = demo_config().model_copy(update={"scale_out": ScaleOutConfig(feature_group_size=4)})
+    assert check_columns(conn, split) == check_columns(conn, cfg)
+
+
+def test_database_mode_with_other_uniqueness_checks_beside_the_shared_request_id_grouping(demo_db, conn):
+    """Only the request-id check over all rows reuses the bad-row grouping; checks on another column or with a
+    row condition group the window themselves, and every stored result still equals the memory mode's."""
+    extras = [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "region", "mostly": 0.5}},
+        {"type": "expect_column_values_to_be_unique",
+         "kwargs": {"column": "request_id", "row_condition": "`error` != True", "condition_parser": "pandas"}},
+    ]
+    window = (INCIDENT, INCIDENT + timedelta(hours=1))
+    run_interval(demo_db, demo_config(quality={"extra_expectations": extras}), *window)
+    memory = stored(conn)
+    run_interval(demo_db, database_config(quality={"extra_expectations": extras}), *window)
+    database = stored(conn)
+    assert_same_results(memory, database)
+    unexpected = {row[0]: row[4] for row in database["data_quality_results"]}
+    assert unexpected["unique:request_id"] > 0
+    assert unexpected["extra[0]:expect_column_values_to_be_unique:region"] > 0
+    assert {row[1] for row in database["app_results"] if row[0] == "kpi"}  # KPIs came from the shared scan too

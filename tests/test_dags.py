@@ -157,3 +157,56 @@ def test_monitoring_runs_retrain_once_and_never_on_bad_data(af_env, seeded_url):
     assert event == ("promoted", "1", "2")
     assert outcome["evidence"]["challenger"]["rmse"] < outcome["evidence"]["champion"]["rmse"]
     assert os.path.exists(outcome["evidence"]["artifact"])
+
+
+@pytest.fixture(scope="module")
+def wide_env(tmp_path_factory, seeded_url: str) -> dict[str, str]:
+    """The demo endpoint split into feature groups of three: its DAG maps one task per group."""
+    import yaml
+
+    configs = tmp_path_factory.mktemp("wide-configs")
+    data = yaml.safe_load((REPO / "configs" / "claims-approved-amount.yaml").read_text())
+    (configs / "claims-approved-amount.yaml").write_text(yaml.safe_dump({**data, "scale_out": {
+        "feature_group_size": 3}}))
+    home = tmp_path_factory.mktemp("airflow-wide")
+    env = {**airflow_env(home, seeded_url), "MLMON_CONFIG_DIR": str(configs)}
+    prepare_airflow(home, env)
+    return env
+
+
+def test_feature_groups_map_over_workers_and_merge_into_the_in_memory_results(wide_env, seeded_url):
+    from monitoring_lib.runner import run_interval
+    from tests.test_compute_database import assert_same_results
+
+    windows = [hour(8), hour(9)]
+    out = run_dags(wide_env, [monitor_spec(w) for w in windows])
+    for result in out["results"]:
+        assert result["state"] == "success", result["tasks"]
+        assert result["mapped"]["summarise_group"] == ["success"] * 3
+        assert result["tasks"]["compute_interval"] == "success"
+    starts = [datetime.fromisoformat(w[0]) for w in windows]
+    query = ("SELECT window_start, rows_seen, bad_rows, dq_state, drift_status, stage_timings->'feature_groups'"
+             " FROM monitoring.interval_runs WHERE window_start = ANY(%s) ORDER BY 1")
+
+    columns = {"feature_drift": "feature, metric, value, status", "feature_stats": "feature, metric, value",
+               "data_quality_results": "expectation_id, success, unexpected_count, unexpected_percent",
+               "drift_summary": "metric, value, drift_status, dq_state"}
+
+    def snapshot(conn: psycopg.Connection) -> dict[str, list[tuple]]:
+        rows = {"runs": [r[:5] for r in conn.execute(query, (starts,))]}
+        for table, cols in columns.items():
+            rows[table] = conn.execute(sql.SQL(
+                "SELECT window_start, {} FROM monitoring.{} WHERE window_start = ANY(%s) ORDER BY 1, 2, 3"
+            ).format(sql.SQL(cols), sql.Identifier(table)), (starts,)).fetchall()
+        return rows
+
+    with psycopg.connect(seeded_url) as conn:
+        assert [r[5] for r in conn.execute(query, (starts,))] == [3, 3]
+        assert conn.execute(query, (starts,)).fetchall()[1][3:5] == ("failed", "skipped")
+        grouped = snapshot(conn)
+    cfg = load_endpoint_config(Path(wide_env["MLMON_CONFIG_DIR"]) / "claims-approved-amount.yaml")
+    single = cfg.model_copy(update={"scale_out": cfg.scale_out.model_copy(update={"feature_group_size": None})})
+    for w in windows:
+        run_interval(seeded_url, single, datetime.fromisoformat(w[0]), datetime.fromisoformat(w[1]))
+    with psycopg.connect(seeded_url) as conn:
+        assert_same_results(snapshot(conn), grouped)

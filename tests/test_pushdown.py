@@ -305,3 +305,44 @@ def test_huge_target_buckets_fall_back_to_percentile_cont(conn, db_url, monkeypa
     profile = seed(conn, cfg)
     summaries = assert_matches_memory(conn, db_url, cfg, profile)
     assert summaries["x"].quantiles and summaries[ODD].quantiles
+
+
+def test_aggregate_plan_rides_on_the_moments_scan(conn):
+    """Other modules' aggregates come back from the moments scan itself, and the summaries do not change."""
+    cfg = make_cfg()
+    profile = seed(conn, cfg)
+    alone = summaries_in_database(conn, cfg, profile, START, END, cfg.drift.band_k)
+    plan = pushdown.AggregatePlan(cfg, START, END)
+    plan.add("rows", sql.SQL("count(*)"))
+    plan.add("rows", sql.SQL("count(*)"))  # a second module needing the same aggregate
+    plan.add("x_null", sql.SQL("count(*) FILTER (WHERE x IS NULL)"))
+    plan.add("north", sql.SQL("count(*) FILTER (WHERE region = {})").format(plan.params("north")))
+    with pytest.raises(ValueError, match="already planned"):
+        plan.add("rows", sql.SQL("count(x)"))
+
+    shared = summaries_in_database(conn, cfg, profile, START, END, cfg.drift.band_k, plan=plan)
+    rows = interval_rows(profile)[:300]
+    assert set(shared.timings) == {"counts", "moments", "operational"}  # no scan of its own
+    assert (plan["rows"], plan["x_null"], plan["north"]) == (300, 1, sum(r[5] == "north" for r in rows))
+    assert shared.summaries == alone.summaries and shared.operational == alone.operational
+    with pytest.raises(RuntimeError, match="after the plan was evaluated"):
+        plan.add("late", sql.SQL("count(*)"))
+    with pytest.raises(ValueError, match="aggregate plan of"):
+        summaries_in_database(conn, cfg, profile, START, END + timedelta(hours=1), 3.0,
+                              plan=pushdown.AggregatePlan(cfg, START, END))
+
+
+def test_aggregate_plan_without_numeric_columns_or_profile_gets_a_scan_of_its_own(conn):
+    cfg = make_cfg()
+    seed(conn, cfg)
+    categorical_only = make_cfg(numeric_features=[])
+    categories = fit_reference(reference_frame().drop(columns="prediction"), categorical_only, source="test")
+    assert categories.prediction is None
+    for config, prof in ((categorical_only, categories), (cfg, None)):
+        plan = pushdown.AggregatePlan(config, START, END)
+        plan.add("rows", sql.SQL("count(*)"))
+        result = summaries_in_database(conn, config, prof, START, END, 3.0, plan=plan)
+        assert plan["rows"] == result.rows == 300 and "aggregates" in result.timings
+        assert "moments" not in result.timings and result.operational
+        # without a profile there is nothing to summarise against: operational buckets only
+        assert result.summaries.keys() == ({"region", "code"} if prof else set())

@@ -19,10 +19,12 @@ from psycopg import sql
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.frames import normalise_frame
+from monitoring_lib.pushdown import AggregatePlan, DuplicateIds
+from monitoring_lib.pushdown_rows import BadRowsPlan, bad_rows_in_database
 from monitoring_lib.quality import write_quality_results
-from monitoring_lib.quality.in_database import run_quality_in_database
+from monitoring_lib.quality.in_database import QualityPlan, run_quality_in_database
 from monitoring_lib.quality.validate import QualityOutcome, run_quality
-from monitoring_lib.source import read_window
+from monitoring_lib.source import describe_source, read_window
 from tests.test_quality import END, NOW, PROFILE, START, clean_frame, make_cfg
 
 TYPED = {"timestamp": "timestamptz", "request_id": "text", "claimed_amount": "float8", "age": "int4",
@@ -267,3 +269,54 @@ def test_failed_rows_follow_the_row_condition_and_count_each_row_once(conn, db_u
         "not_null:prediction", "non_negative:latency_ms", "unique:request_id"}
     assert database.result("not_null:prediction").unexpected_count == 1
     assert database.failed_rows == 4  # rows 13, 14, 15 and 16
+
+
+def shared_scan(conn: psycopg.Connection, cfg: EndpointConfig, drop_from_bad_rows: str = ""
+                ) -> tuple[BadRowsPlan, QualityPlan]:
+    """Bad rows and quality on one `AggregatePlan`, evaluated in a single scan, as `compute: database` runs them."""
+    types = describe_source(conn, cfg.source)
+    plan = AggregatePlan(cfg, START, END)
+    bad_rows = BadRowsPlan(cfg, {c: t for c, t in types.items() if c != drop_from_bad_rows}, plan)
+    quality = QualityPlan(cfg, PROFILE, types, plan, now=NOW)
+    plan.execute(conn)
+    return bad_rows, quality
+
+
+def test_one_grouping_by_request_id_serves_bad_rows_and_the_uniqueness_check(conn, db_url) -> None:
+    extras = [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "region", "mostly": 0.5}},
+        {"type": "expect_column_values_to_be_unique",
+         "kwargs": {"column": "request_id", "row_condition": "`error` != True", "condition_parser": "pandas"}},
+    ]  # fmt: skip
+    cfg = make_cfg(extra_expectations=extras)
+    rows = seeded_rows()
+    rows[90]["request_id"], rows[91]["error"] = rows[91]["request_id"], True  # a duplicate only among all rows
+    create_source(conn, rows)
+    memory, _ = both(conn, db_url, cfg)
+    bad_rows, quality = shared_scan(conn, cfg)
+    bad, duplicates = bad_rows.report(conn)
+    assert duplicates == DuplicateIds("request_id", 7)
+    assert bad == bad_rows_in_database(conn, cfg, describe_source(conn, cfg.source), START, END)
+    assert bad.by_reason["duplicate_request_id"] == 4  # every occurrence after the first
+    assert_same(memory, quality.outcome(conn, duplicates))
+
+    # the shared count answers exactly the check on the same column over all rows; the others group by themselves
+    doctored = quality.outcome(conn, DuplicateIds("request_id", 1))
+    assert doctored.result("unique:request_id").unexpected_count == 1
+    for expectation_id in ("extra[0]:expect_column_values_to_be_unique:region",
+                           "extra[1]:expect_column_values_to_be_unique:request_id"):
+        assert doctored.result(expectation_id).unexpected_count == memory.result(expectation_id).unexpected_count
+    assert memory.result("extra[1]:expect_column_values_to_be_unique:request_id").unexpected_count == 5
+    assert quality.outcome(conn, DuplicateIds("region", 1)).result("unique:request_id").unexpected_count == 7
+
+
+def test_without_a_request_id_column_nothing_is_shared(conn, db_url) -> None:
+    cfg = make_cfg(extra_expectations=[])
+    create_source(conn, seeded_rows())
+    memory, _ = both(conn, db_url, cfg)
+    bad_rows, quality = shared_scan(conn, cfg, drop_from_bad_rows=cfg.source.request_id_column)
+    bad, duplicates = bad_rows.report(conn)
+    assert duplicates is None and bad.rows == 200 and bad.bad_rows > 0
+    assert {"duplicate_request_id", "null_request_id"}.isdisjoint(bad.by_reason)
+    # the uniqueness check then groups the window itself
+    assert_same(memory, quality.outcome(conn, None))

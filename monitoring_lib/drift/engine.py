@@ -203,8 +203,11 @@ def _prediction_summary(
 def summarise_and_compute(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig) -> DriftResult:
     """Summarise the interval's features and prediction in memory, then compute drift."""
     _check_profile(profile, cfg)
-    columns = list(cfg.source.features)
-    pred = cfg.source.prediction_column
-    if profile.prediction is not None and profile.prediction.name == pred:
-        columns.append(pred)
+    columns = [*cfg.source.features, *prediction_columns(profile, cfg)]
     return compute_drift(summarise_frame(df, profile, columns, cfg.drift.band_k), profile, cfg)
+
+
+def prediction_columns(profile: ReferenceProfile, cfg: EndpointConfig) -> list[str]:
+    """The prediction column when the profile holds its reference distribution, else nothing."""
+    pred = cfg.source.prediction_column
+    return [pred] if profile.prediction is not None and profile.prediction.name == pred else []

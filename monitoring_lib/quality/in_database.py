@@ -7,10 +7,12 @@ The suite is the one `build_expectations` gives the in-memory path, and every re
 - each column is compared as the normalised frame holds it: numeric columns as float8 with NaN and
   ±Infinity (and text that is not a number) as null, categorical columns as the text `category_text`
   gives, the error flag as `normalise_frame` reads it, timestamps as UTC instants;
-- one aggregate scan of the window counts, per row-level check, the rows it looks at, their nulls and
-  the unexpected ones (`count(*) FILTER (WHERE ...)`); duplicates for uniqueness come from a
-  `GROUP BY ... HAVING count(*) > 1` query; a last count of the rows any failed check flags is run
-  only when some row-level check failed;
+- per row-level check, the rows it looks at, their nulls and the unexpected ones are `count(*) FILTER
+  (WHERE ...)` items of a shared `AggregatePlan`, evaluated in one scan of the window (in
+  `compute: database`, the summaries' moments scan); duplicates for uniqueness come from a
+  `GROUP BY ... HAVING count(*) > 1` query, except for the request-id check over all rows, which
+  reuses the bad-row grouping's count; a last count of the rows any failed check flags is run only
+  when some row-level check failed;
 - success, `mostly` and percentages follow Great Expectations' own formulas (map checks are judged
   over non-null values, the null check over all rows it looks at);
 - column presence and dtypes are answered from the source's column types, without reading rows.
@@ -22,6 +24,7 @@ dropped. Identifiers are quoted with `psycopg.sql`; bounds, sets and window limi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -34,8 +37,17 @@ from psycopg.pq import TransactionStatus
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
-from monitoring_lib.errors import DatabaseUnavailableError, SourceError
-from monitoring_lib.pushdown import NUMBER_TYPES, Params, category_key, error_flag, finite, window_rows
+from monitoring_lib.errors import SourceError
+from monitoring_lib.pushdown import (
+    NUMBER_TYPES,
+    AggregatePlan,
+    DuplicateIds,
+    Params,
+    category_key,
+    error_flag,
+    finite,
+    query_errors,
+)
 from monitoring_lib.quality.suite import FLOAT_MAX, ExpectationSpec, build_expectations
 from monitoring_lib.quality.validate import QualityOutcome, QualityResult, error_result, make_result, overall_state
 from monitoring_lib.source import describe_source
@@ -171,7 +183,7 @@ def _dtype_result(spec: ExpectationSpec, cols: dict[str, _Column]) -> QualityRes
     return make_result(spec, col.kind == ok, observed=observed)
 
 
-def _columns_result(spec: ExpectationSpec, cfg: EndpointConfig) -> QualityResult:
+def columns_match_result(spec: ExpectationSpec, cfg: EndpointConfig) -> QualityResult:
     """As GX judges the frame `read_window` returns: exactly the configured columns (all verified present)."""
     actual = set(cfg.source.columns())
     expected = set(spec.kwargs.get("column_set") or [])
@@ -291,68 +303,110 @@ def _flagged(check: _RowCheck, window: sql.Composable) -> sql.Composed:
         d=check.domain, v=check.value, dups=_duplicates(check, window))
 
 
-def _evaluate(
-    conn: psycopg.Connection, cfg: EndpointConfig, specs: list[ExpectationSpec], start: datetime, end: datetime
-) -> tuple[dict[str, QualityResult], int, int]:
-    """Results by id, rows in the window and distinct failed rows; runs inside the caller's transaction."""
-    src = cfg.source
-    types = describe_source(conn, src)
-    missing = [c for c in src.columns() if c not in types]
-    if missing:  # `read_window` cannot select them either
-        raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
-    cols = _columns(cfg, types)
-    p = Params()
-    window = window_rows(cfg, p, start, end)
-    out: dict[str, QualityResult] = {}
-    checks: list[_RowCheck] = []
-    for spec in specs:
-        extra = set(spec.kwargs) - _KWARGS.get(spec.expectation_type, set()) - _GENERAL_KWARGS
-        if spec.local_check:
-            out[spec.id] = _dtype_result(spec, cols)
-        elif spec.expectation_type not in _KWARGS:
-            out[spec.id] = _not_available(spec)
-        elif extra:
-            out[spec.id] = _not_available(spec, f"with {sorted(extra)}")
-        elif spec.expectation_type == COLUMNS_MATCH:
-            out[spec.id] = _columns_result(spec, cfg)
-        elif spec.expectation_type != ROW_COUNT:
-            check = _row_check(spec, cfg, cols, p)
-            if isinstance(check, QualityResult):
-                out[spec.id] = check
-            else:
-                checks.append(check)
+class QualityPlan:
+    """The suite's checks over one window: row-level counts ride on a shared `AggregatePlan`, the rest follows.
 
-    items: list[sql.Composable] = [sql.SQL("count(*)")]
-    for c in checks:
-        items += [sql.SQL("count(*) FILTER (WHERE {})").format(c.domain),
-                  sql.SQL("count(*) FILTER (WHERE {} AND {} IS NULL)").format(c.domain, c.value)]
-        if c.unexpected is not None:
-            items.append(sql.SQL("count(*) FILTER (WHERE {} AND {})").format(c.domain, c.unexpected))
-    counts = conn.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(items), window),
-                          p.values).fetchone()
-    rows, pos = int(counts[0]), 1
-    for c in checks:
-        element, nulls = int(counts[pos]), int(counts[pos + 1])
-        pos += 2
-        if c.unexpected is not None:
-            unexpected = int(counts[pos])
-            pos += 1
-        else:
-            query = sql.SQL("SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {w} AND {d} AND {v} IS NOT"
-                            " NULL GROUP BY {v} HAVING count(*) > 1) AS dups").format(w=window, d=c.domain, v=c.value)
-            unexpected = int(conn.execute(query, p.values).fetchone()[0])
-        out[c.spec.id] = _map_result(c, element, nulls, unexpected)
-    for spec in specs:
-        if spec.expectation_type == ROW_COUNT and spec.id not in out:
-            out[spec.id] = _row_count_result(spec, rows)
+    Built before the scan (it adds its `count(*) FILTER (...)` items to the plan), read after it by
+    `outcome`, which runs only what a plain aggregate cannot give: one GROUP BY per uniqueness check
+    (none for a check on the request id over all rows when the bad-row grouping's `DuplicateIds` is
+    given), and the count of flagged rows when some check failed.
+    """
 
-    failed = [c for c in checks if not out[c.spec.id].success and out[c.spec.id].unexpected_count]
-    failed_rows = 0
-    if failed:
-        query = sql.SQL("SELECT count(*) FROM {w} AND ({flags})").format(
-            w=window, flags=sql.SQL(" OR ").join(_flagged(c, window) for c in failed))
-        failed_rows = min(rows, int(conn.execute(query, p.values).fetchone()[0]))
-    return out, rows, failed_rows
+    def __init__(
+        self, cfg: EndpointConfig, profile: ReferenceProfile | None, types: dict[str, str], plan: AggregatePlan,
+        *, now: datetime,
+    ) -> None:
+        src = cfg.source
+        missing = [c for c in src.columns() if c not in types]
+        if missing:  # `read_window` cannot select them either
+            raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
+        self.cfg, self.plan = cfg, plan
+        self.specs = build_expectations(cfg, profile, plan.start, plan.end, now)
+        cols = _columns(cfg, types)
+        self.known: dict[str, QualityResult] = {}
+        self.checks: list[_RowCheck] = []
+        for spec in self.specs:
+            extra = set(spec.kwargs) - _KWARGS.get(spec.expectation_type, set()) - _GENERAL_KWARGS
+            if spec.local_check:
+                self.known[spec.id] = _dtype_result(spec, cols)
+            elif spec.expectation_type not in _KWARGS:
+                self.known[spec.id] = _not_available(spec)
+            elif extra:
+                self.known[spec.id] = _not_available(spec, f"with {sorted(extra)}")
+            elif spec.expectation_type == COLUMNS_MATCH:
+                self.known[spec.id] = columns_match_result(spec, cfg)
+            elif spec.expectation_type != ROW_COUNT:
+                check = _row_check(spec, cfg, cols, plan.params)
+                if isinstance(check, QualityResult):
+                    self.known[spec.id] = check
+                else:
+                    self.checks.append(check)
+        # every FILTER costs CPU on every row: checks over all rows share `rows`, and the null check's
+        # nulls are its unexpected rows
+        plan.add("rows", sql.SQL("count(*)"))
+        for i, c in enumerate(self.checks):
+            if not self._over_all_rows(c):
+                plan.add(f"quality.{i}.element", sql.SQL("count(*) FILTER (WHERE {})").format(c.domain))
+            if c.spec.expectation_type != NOT_NULL:
+                plan.add(f"quality.{i}.nulls",
+                         sql.SQL("count(*) FILTER (WHERE {} AND {} IS NULL)").format(c.domain, c.value))
+            if c.unexpected is not None:
+                plan.add(f"quality.{i}.unexpected",
+                         sql.SQL("count(*) FILTER (WHERE {} AND {})").format(c.domain, c.unexpected))
+
+    @staticmethod
+    def _over_all_rows(check: _RowCheck) -> bool:
+        return check.domain == sql.SQL("true")
+
+    def _counts(self, i: int, check: _RowCheck) -> tuple[int, int]:
+        """(rows the check looks at, nulls among them), read back from the evaluated plan."""
+        plan = self.plan
+        element = int(plan["rows" if self._over_all_rows(check) else f"quality.{i}.element"])
+        if check.spec.expectation_type == NOT_NULL:
+            return element, int(plan[f"quality.{i}.unexpected"])
+        return element, int(plan[f"quality.{i}.nulls"])
+
+    @staticmethod
+    def _shared(check: _RowCheck, duplicates: DuplicateIds | None) -> int | None:
+        """The duplicates the bad-row grouping counted, when it grouped exactly this check's rows and value."""
+        if duplicates is not None and QualityPlan._over_all_rows(check) and check.value == sql.Identifier(
+                duplicates.column):
+            return duplicates.rows
+        return None
+
+    def outcome(self, conn: psycopg.Connection, duplicates: DuplicateIds | None = None) -> QualityOutcome:
+        """The `QualityOutcome` of the window; evaluates the plan first if no other scan carried it."""
+        started = time.perf_counter()
+        plan, window = self.plan, self.plan.window
+        with query_errors(self.cfg.endpoint_id, "quality query"):
+            plan.execute(conn)
+            out = dict(self.known)
+            rows = int(plan["rows"])
+            for i, c in enumerate(self.checks):
+                shared = self._shared(c, duplicates)
+                if c.unexpected is not None:
+                    unexpected = int(plan[f"quality.{i}.unexpected"])
+                elif shared is not None:
+                    unexpected = shared
+                else:
+                    query = sql.SQL("SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {w} AND {d} AND {v}"
+                                    " IS NOT NULL GROUP BY {v} HAVING count(*) > 1) AS dups").format(
+                        w=window, d=c.domain, v=c.value)
+                    unexpected = int(conn.execute(query, plan.params.values).fetchone()[0])
+                out[c.spec.id] = _map_result(c, *self._counts(i, c), unexpected)
+            for spec in self.specs:
+                if spec.expectation_type == ROW_COUNT and spec.id not in out:
+                    out[spec.id] = _row_count_result(spec, rows)
+            failed = [c for c in self.checks if not out[c.spec.id].success and out[c.spec.id].unexpected_count]
+            failed_rows = 0
+            if failed:
+                query = sql.SQL("SELECT count(*) FROM {w} AND ({flags})").format(
+                    w=window, flags=sql.SQL(" OR ").join(_flagged(c, window) for c in failed))
+                failed_rows = min(rows, int(conn.execute(query, plan.params.values).fetchone()[0]))
+        results = [out[s.id] for s in self.specs]
+        seconds = time.perf_counter() - started
+        return QualityOutcome(state=overall_state(results), results=results, failed_rows=failed_rows,
+                              duration_s=seconds, row_count=rows)
 
 
 def run_quality_in_database(
@@ -370,24 +424,43 @@ def run_quality_in_database(
     the counts disagree. A missing configured column is a `SourceError`, as it is for `read_window`.
     """
     started = time.perf_counter()
-    now = now or datetime.now(timezone.utc)
-    specs = build_expectations(cfg, profile, start, end, now)
     idle = conn.info.transaction_status == TransactionStatus.IDLE
-    try:
-        with conn.transaction():
-            if idle:
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            by_id, rows, failed_rows = _evaluate(conn, cfg, specs, start, end)
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailableError(f"{cfg.endpoint_id}: in-database quality checks failed: {exc}") from exc
-    except (psycopg.ProgrammingError, psycopg.DataError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SourceError(f"{cfg.endpoint_id}: in-database quality query failed: {first}") from exc
-    results = [by_id[s.id] for s in specs]
-    return QualityOutcome(
-        state=overall_state(results),
-        results=results,
-        failed_rows=failed_rows,
-        duration_s=time.perf_counter() - started,
-        row_count=rows,
-    )
+    with query_errors(cfg.endpoint_id, "quality query"), conn.transaction():
+        if idle:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        types = describe_source(conn, cfg.source)
+        plan = AggregatePlan(cfg, start, end)
+        outcome = QualityPlan(cfg, profile, types, plan, now=now or datetime.now(timezone.utc)).outcome(conn)
+    return dataclasses.replace(outcome, duration_s=time.perf_counter() - started)
+
+
+def failed_rows_in_database(
+    conn: psycopg.Connection, cfg: EndpointConfig, types: dict[str, str], specs: list[ExpectationSpec],
+    results: dict[str, QualityResult], start: datetime, end: datetime,
+) -> int:
+    """Distinct rows of [start, end) flagged by the failed row-level checks among `results`.
+
+    For results computed elsewhere (feature groups), counted as `validate.run_quality` counts them: the
+    rows of every check with an SQL form once, plus the unexpected count of checks without one.
+    """
+    cols = _columns(cfg, types)
+    plan = AggregatePlan(cfg, start, end)
+    flags: list[sql.Composable] = []
+    uncounted = 0
+    for spec in specs:
+        r = results[spec.id]
+        if r.success or not spec.row_level or not r.unexpected_count:
+            continue
+        extra = set(spec.kwargs) - _KWARGS.get(spec.expectation_type, set()) - _GENERAL_KWARGS
+        check = _row_check(spec, cfg, cols, plan.params) if spec.expectation_type in _KWARGS and not extra else None
+        if isinstance(check, _RowCheck):
+            flags.append(_flagged(check, plan.window))
+        else:
+            uncounted += r.unexpected_count
+    if not flags:
+        return uncounted
+    plan.add("rows", sql.SQL("count(*)"))
+    plan.add("flagged", sql.SQL("count(*) FILTER (WHERE {})").format(sql.SQL(" OR ").join(flags)))
+    with query_errors(cfg.endpoint_id, "failed-rows query"):
+        plan.execute(conn)
+    return min(int(plan["rows"]), int(plan["flagged"]) + uncounted)

@@ -1,0 +1,236 @@
+"""Feature groups: one wide model's interval spread over several workers, merged exactly.
+
+With `scale_out.feature_group_size`, the features are cut into groups in config order. Each group is
+summarised by its own task (an Airflow mapped task, on any worker): it reads only the window's values
+of its columns, normalises them, builds their drift summaries against the stored profile and runs the
+quality checks that look at them. Results are small (histogram counts, moments, quantiles, one
+verdict per check) and travel as JSON.
+
+The interval task then reads only the core columns (timestamp, request id, prediction, latency, error,
+KPI columns), runs their checks, merges the groups' summaries and verdicts (disjoint columns, so the
+merge is exact: no quantile is interpolated) and counts the distinct bad and failed rows in
+PostgreSQL, where every row is visible at once.
+
+Each group reports its row count, model version and reference version; the interval task compares
+them with its own. Rows that landed between the reads make them differ, and the interval is then
+computed in one database snapshot instead (`compute: database`), so a result never mixes two states
+of the window.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.drift.summaries import ColumnSummary, summarise_frame
+from monitoring_lib.errors import MonitoringError
+from monitoring_lib.quality.suite import ExpectationSpec
+from monitoring_lib.quality.validate import QualityResult
+
+TABLE_COLUMNS = "ExpectTableColumnsToMatchSet"
+# kwargs naming the columns an expectation reads (GX's single-, pair- and multi-column expectations)
+_COLUMN_KWARGS = ("column", "column_A", "column_B", "column_list")
+_NAME = re.compile(r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*)\b")
+
+
+def plan_groups(cfg: EndpointConfig) -> list[list[str]]:
+    """The feature groups, in config order; empty when the endpoint is not split."""
+    size = cfg.scale_out.feature_group_size
+    features = list(cfg.source.features)
+    return [features[i:i + size] for i in range(0, len(features), size)] if size else []
+
+
+def core_columns(cfg: EndpointConfig) -> list[str]:
+    """What the interval task itself reads: every monitored column but the features (KPI columns kept)."""
+    src = cfg.source
+    features = set(src.features)
+    monitored = src.columns()
+    kpi = [k.column for k in cfg.kpis if k.column in monitored]
+    return list(dict.fromkeys([c for c in monitored if c not in features] + kpi))
+
+
+def _columns_of(spec: ExpectationSpec, names: set[str]) -> list[str]:
+    """The source columns a check reads: its column kwargs and the names in its row condition."""
+    found: list[str] = []
+    for key in _COLUMN_KWARGS:
+        value = spec.kwargs.get(key)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, str) and v in names:
+                found.append(v)
+    condition = spec.kwargs.get("row_condition")
+    if isinstance(condition, str):
+        found += [a or b for a, b in _NAME.findall(condition) if (a or b) in names]
+    return list(dict.fromkeys(found))
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    features: list[str]
+    columns: list[str]  # features plus what its checks also read (e.g. the error flag of a row condition)
+    specs: list[ExpectationSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which task evaluates each check: the interval task (`core`) or the group holding its first feature."""
+
+    core: list[ExpectationSpec]
+    groups: list[GroupPlan]
+
+
+def route(cfg: EndpointConfig, specs: list[ExpectationSpec]) -> Routing:
+    names = set(cfg.source.columns())
+    groups = plan_groups(cfg)
+    home = {f: i for i, g in enumerate(groups) for f in g}
+    extra: list[list[str]] = [[] for _ in groups]
+    assigned: list[list[ExpectationSpec]] = [[] for _ in groups]
+    core: list[ExpectationSpec] = []
+    for spec in specs:
+        cols = [] if spec.expectation_type == TABLE_COLUMNS else _columns_of(spec, names)
+        in_groups = [c for c in cols if c in home]
+        if not in_groups:
+            core.append(spec)
+            continue
+        g = home[in_groups[0]]
+        assigned[g].append(spec)
+        extra[g] += [c for c in cols if c not in groups[g]]
+    plans = [GroupPlan(g, list(dict.fromkeys(g + extra[i])), assigned[i]) for i, g in enumerate(groups)]
+    return Routing(core, plans)
+
+
+@dataclass(frozen=True)
+class GroupPartial:
+    """One group's share of an interval: what the interval task merges."""
+
+    group: int
+    rows: int
+    model_version: str
+    reference_version: int | None
+    summaries: dict[str, ColumnSummary]
+    results: dict[str, QualityResult]
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"group": self.group, "rows": self.rows, "model_version": self.model_version,
+                "reference_version": self.reference_version, "seconds": round(self.seconds, 4),
+                "summaries": [asdict(s) for s in self.summaries.values()],
+                "results": [asdict(r) for r in self.results.values()]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GroupPartial:
+        try:
+            summaries = {s["name"]: ColumnSummary(**{**s, "counts": tuple(s["counts"])}) for s in data["summaries"]}
+            results = {r["expectation_id"]: QualityResult(**r) for r in data["results"]}
+            return cls(int(data["group"]), int(data["rows"]), str(data["model_version"]),
+                       data["reference_version"], summaries, results, float(data.get("seconds", 0.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MonitoringError(f"a feature-group result is malformed ({type(exc).__name__}: {exc}); "
+                                  "re-run the interval's summarise_group tasks") from exc
+
+
+def summarise_group(
+    url: str, cfg: EndpointConfig, group: int, start: datetime, end: datetime, *, now: datetime
+) -> GroupPartial:
+    """Read, summarise and check one group's columns of [start, end); nothing is written."""
+    from monitoring_lib.db import connect
+    from monitoring_lib.endpoints import current_version
+    from monitoring_lib.frames import normalise_frame
+    from monitoring_lib.profiles import load_active_profile
+    from monitoring_lib.quality.suite import build_expectations
+    from monitoring_lib.quality.validate import evaluate_specs
+    from monitoring_lib.runner import check_window
+    from monitoring_lib.source import read_window
+
+    began = time.perf_counter()
+    start, end = check_window(start, end)
+    groups = plan_groups(cfg)
+    if not 0 <= group < len(groups):
+        raise MonitoringError(f"{cfg.endpoint_id}: feature group {group} does not exist; the config makes "
+                              f"{len(groups)} group(s) (scale_out.feature_group_size)")
+    with connect(url) as conn:
+        model_version = current_version(conn, cfg.endpoint_id) or cfg.model.version
+        profile = load_active_profile(conn, cfg.endpoint_id, model_version)
+    plan = route(cfg, build_expectations(cfg, profile, start, end, now)).groups[group]
+    df, _ = normalise_frame(read_window(url, cfg, start, end, plan.columns), cfg)
+    summaries: dict[str, ColumnSummary] = {}
+    if cfg.drift.enabled and profile is not None and len(df):
+        summaries = summarise_frame(df, profile, plan.features, cfg.drift.band_k)
+    results = evaluate_specs(df, plan.specs) if cfg.quality.enabled and len(df) else {}
+    return GroupPartial(group, len(df), model_version, profile.version if profile else None, summaries, results,
+                        time.perf_counter() - began)
+
+
+def mismatch(
+    cfg: EndpointConfig, partials: list[GroupPartial], rows: int, model_version: str,
+    profile: ReferenceProfile | None,
+) -> str | None:
+    """Why the groups cannot be merged with the interval task's own read, or None when they can."""
+    expected = len(plan_groups(cfg))
+    if not expected:
+        return "the endpoint is not split into feature groups (scale_out.feature_group_size)"
+    seen = sorted(p.group for p in partials)
+    if seen != list(range(expected)):
+        return f"expected groups 0..{expected - 1}, got {seen}"
+    version = profile.version if profile else None
+    for p in partials:
+        if p.rows != rows:
+            return f"group {p.group} read {p.rows} rows, the window now has {rows}"
+        if (p.model_version, p.reference_version) != (model_version, version):
+            return (f"group {p.group} used model {p.model_version} / reference {p.reference_version}, "
+                    f"the interval {model_version} / {version}")
+    return None
+
+
+def merged_quality(
+    conn: Any, cfg: EndpointConfig, profile: ReferenceProfile | None, types: dict[str, str], core: Any,
+    groups: list[GroupPartial], start: datetime, end: datetime, now: datetime,
+) -> Any:
+    """The whole suite's outcome: core checks on the core frame, feature checks from their groups.
+
+    Every check of the suite gets a result (one its group did not return is reported failed, not
+    dropped); distinct failed rows are counted in the open database snapshot.
+    """
+    from monitoring_lib.quality.in_database import columns_match_result, failed_rows_in_database
+    from monitoring_lib.quality.suite import build_expectations
+    from monitoring_lib.quality.validate import QualityOutcome, error_result, evaluate_specs, overall_state
+
+    began = time.perf_counter()
+    specs = build_expectations(cfg, profile, start, end, now)
+    routing = route(cfg, specs)
+    by_id = evaluate_specs(core, [s for s in routing.core if s.expectation_type != TABLE_COLUMNS])
+    by_id |= {s.id: columns_match_result(s, cfg) for s in routing.core if s.expectation_type == TABLE_COLUMNS}
+    for g in groups:
+        by_id |= g.results
+    for s in specs:
+        if s.id not in by_id:
+            by_id[s.id] = error_result(s, "its feature group returned no result for this check")
+    results = [by_id[s.id] for s in specs]
+    return QualityOutcome(
+        state=overall_state(results),
+        results=results,
+        failed_rows=failed_rows_in_database(conn, cfg, types, specs, by_id, start, end),
+        duration_s=time.perf_counter() - began,
+        row_count=len(core),
+    )
+
+
+def summarise_from_task(
+    url: str, cfg: EndpointConfig, window: dict[str, str], group: int, *, force: bool = False
+) -> dict[str, Any]:
+    """The mapped task's entry point: ISO window in, the group's JSON result out (small enough for XCom).
+
+    A window whose stored result is still current is not read again; the interval task reuses it too.
+    """
+    from datetime import timezone
+
+    from monitoring_lib.runner import stored_report
+
+    start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
+    if not force and stored_report(url, cfg, start, end) is not None:
+        return {"group": group, "reused": True}
+    return summarise_group(url, cfg, group, start, end, now=datetime.now(timezone.utc)).to_json()
