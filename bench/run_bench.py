@@ -334,10 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         print("running the in-database pushdown (child process) ...", flush=True)
         push = _in_child(pushdown_child, url, configs)
         print(f"running the interval split into feature groups of {args.group_size} (one child each) ...", flush=True)
-        from monitoring_lib.feature_groups import plan_groups
-
         grouped_cfg = make_config("interval", group_size=args.group_size)
-        groups = [_in_child(group_child, url, grouped_cfg, g) for g in range(len(plan_groups(grouped_cfg)))]
+        groups = [_in_child(group_child, url, grouped_cfg, g) for g in range(len(grouped_cfg.feature_groups()))]
         merged = _in_child(grouped_interval_child, url, grouped_cfg, [g["partial"] for g in groups])
         print("pushing 10,000 Dynatrace lines to the local ingest server ...", flush=True)
         dyn = dynatrace_push(url)

@@ -13,7 +13,6 @@ from airflow.sdk import Asset, DeltaDataIntervalTimetable, Param, PokeReturnValu
 
 from monitoring_lib.config import config_files, load_endpoint_config
 from monitoring_lib.errors import ConfigError
-from monitoring_lib.feature_groups import plan_groups
 
 DOC = """### Monitoring of `{e}` ({p}, model `{m}`)
 Every {i}: wait for the window's late rows, then **compute_interval** (extract, GX quality, drift, summaries,
@@ -90,7 +89,7 @@ def build(cfg):  # noqa: ANN001, ANN201
             trigger_run_id="{{ ti.xcom_pull(task_ids='decide_retraining')['run_id'] }}",
             conf="{{ ti.xcom_pull(task_ids='decide_retraining') }}",
             skip_when_already_exists=True, fail_when_dag_is_paused=True, retries=2)
-        window, n = wait_for_data(), len(plan_groups(cfg))
+        window, n = wait_for_data(), len(cfg.feature_groups())
         groups = summarise_group.partial(window=window).expand(group=list(range(n))) if n else None
         report = compute_interval(window, groups)
         push_dynatrace(report)

@@ -306,6 +306,15 @@ class EndpointConfig(_Frozen):
     performance: PerformanceConfig = PerformanceConfig()
     source_file: str = Field("", exclude=True)
 
+    def feature_groups(self) -> list[list[str]]:
+        """The features cut into `scale_out.feature_group_size` groups, in config order; empty when not split.
+
+        Here rather than in `feature_groups` so the DAG file can size its mapped task without heavy imports.
+        """
+        size = self.scale_out.feature_group_size
+        features = list(self.source.features)
+        return [features[i:i + size] for i in range(0, len(features), size)] if size else []
+
     @model_validator(mode="after")
     def _cross_checks(self) -> EndpointConfig:
         features = set(self.source.features)

@@ -22,27 +22,23 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
+
+import pandas as pd
+import psycopg
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.drift.summaries import ColumnSummary, summarise_frame
 from monitoring_lib.errors import MonitoringError
 from monitoring_lib.quality.suite import ExpectationSpec
-from monitoring_lib.quality.validate import QualityResult
+from monitoring_lib.quality.validate import QualityOutcome, QualityResult
 
 TABLE_COLUMNS = "ExpectTableColumnsToMatchSet"
 # kwargs naming the columns an expectation reads (GX's single-, pair- and multi-column expectations)
 _COLUMN_KWARGS = ("column", "column_A", "column_B", "column_list")
 _NAME = re.compile(r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*)\b")
-
-
-def plan_groups(cfg: EndpointConfig) -> list[list[str]]:
-    """The feature groups, in config order; empty when the endpoint is not split."""
-    size = cfg.scale_out.feature_group_size
-    features = list(cfg.source.features)
-    return [features[i:i + size] for i in range(0, len(features), size)] if size else []
 
 
 def core_columns(cfg: EndpointConfig) -> list[str]:
@@ -85,7 +81,7 @@ class Routing:
 
 def route(cfg: EndpointConfig, specs: list[ExpectationSpec]) -> Routing:
     names = set(cfg.source.columns())
-    groups = plan_groups(cfg)
+    groups = cfg.feature_groups()
     home = {f: i for i, g in enumerate(groups) for f in g}
     extra: list[list[str]] = [[] for _ in groups]
     assigned: list[list[ExpectationSpec]] = [[] for _ in groups]
@@ -148,7 +144,7 @@ def summarise_group(
 
     began = time.perf_counter()
     start, end = check_window(start, end)
-    groups = plan_groups(cfg)
+    groups = cfg.feature_groups()
     if not 0 <= group < len(groups):
         raise MonitoringError(f"{cfg.endpoint_id}: feature group {group} does not exist; the config makes "
                               f"{len(groups)} group(s) (scale_out.feature_group_size)")
@@ -170,7 +166,7 @@ def mismatch(
     profile: ReferenceProfile | None,
 ) -> str | None:
     """Why the groups cannot be merged with the interval task's own read, or None when they can."""
-    expected = len(plan_groups(cfg))
+    expected = len(cfg.feature_groups())
     if not expected:
         return "the endpoint is not split into feature groups (scale_out.feature_group_size)"
     seen = sorted(p.group for p in partials)
@@ -187,9 +183,9 @@ def mismatch(
 
 
 def merged_quality(
-    conn: Any, cfg: EndpointConfig, profile: ReferenceProfile | None, types: dict[str, str], core: Any,
-    groups: list[GroupPartial], start: datetime, end: datetime, now: datetime,
-) -> Any:
+    conn: psycopg.Connection, cfg: EndpointConfig, profile: ReferenceProfile | None, types: dict[str, str],
+    core: pd.DataFrame, groups: list[GroupPartial], start: datetime, end: datetime, now: datetime,
+) -> QualityOutcome:
     """The whole suite's outcome: core checks on the core frame, feature checks from their groups.
 
     Every check of the suite gets a result (one its group did not return is reported failed, not
@@ -197,7 +193,7 @@ def merged_quality(
     """
     from monitoring_lib.quality.in_database import columns_match_result, failed_rows_in_database
     from monitoring_lib.quality.suite import build_expectations
-    from monitoring_lib.quality.validate import QualityOutcome, error_result, evaluate_specs, overall_state
+    from monitoring_lib.quality.validate import error_result, evaluate_specs, overall_state
 
     began = time.perf_counter()
     specs = build_expectations(cfg, profile, start, end, now)
@@ -226,8 +222,6 @@ def summarise_from_task(
 
     A window whose stored result is still current is not read again; the interval task reuses it too.
     """
-    from datetime import timezone
-
     from monitoring_lib.runner import stored_report
 
     start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])

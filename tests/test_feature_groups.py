@@ -17,7 +17,6 @@ from monitoring_lib.errors import ConfigError, MonitoringError
 from monitoring_lib.feature_groups import (
     GroupPartial,
     core_columns,
-    plan_groups,
     route,
     summarise_from_task,
     summarise_group,
@@ -48,14 +47,14 @@ def all_groups(url: str, cfg: EndpointConfig, start: datetime, end: datetime) ->
     """What the mapped tasks hand the interval task: each group's result through JSON, as XCom carries it."""
     return [GroupPartial.from_json(json.loads(json.dumps(summarise_group(url, cfg, g, start, end, now=NOW)
                                                          .to_json())))
-            for g in range(len(plan_groups(cfg)))]
+            for g in range(len(cfg.feature_groups()))]
 
 
 def test_groups_cut_the_features_in_config_order_and_route_every_check_once():
     cfg = grouped_config(3)
-    assert plan_groups(cfg) == [["claimed_amount", "market_value", "vehicle_age"],
+    assert cfg.feature_groups() == [["claimed_amount", "market_value", "vehicle_age"],
                                 ["policy_tenure", "previous_claims", "repair_estimate"], ["region", "claim_type"]]
-    assert plan_groups(demo_config()) == []
+    assert demo_config().feature_groups() == []
     # KPI columns are read by the interval task too (here two features the business KPIs sum)
     assert core_columns(cfg) == ["ts", "request_id", "prediction", "latency_ms", "error", "claimed_amount",
                                 "market_value"]
@@ -93,7 +92,7 @@ def test_merged_groups_store_the_same_results_as_one_in_memory_run(demo_db, conn
     memory = stored(conn)
 
     groups = all_groups(demo_db, cfg, *window(hour))
-    assert [sorted(g.summaries) for g in groups] == [sorted(f) for f in plan_groups(cfg)]
+    assert [sorted(g.summaries) for g in groups] == [sorted(f) for f in cfg.feature_groups()]
     assert all(g.rows == memory["interval_runs"][0][1] for g in groups)
     report = run_interval(demo_db, cfg, *window(hour), now=NOW, groups=groups)
 
@@ -145,7 +144,7 @@ def test_a_group_task_reuses_a_current_window_and_rejects_an_unknown_group(demo_
     start, end = window(8)
     iso = {"start": start.isoformat(), "end": end.isoformat()}
     fresh = summarise_from_task(demo_db, cfg, iso, 1)
-    assert fresh["group"] == 1 and sorted(s["name"] for s in fresh["summaries"]) == sorted(plan_groups(cfg)[1])
+    assert fresh["group"] == 1 and sorted(s["name"] for s in fresh["summaries"]) == sorted(cfg.feature_groups()[1])
     run_interval(demo_db, cfg, start, end, now=NOW, groups=all_groups(demo_db, cfg, start, end))
     assert summarise_from_task(demo_db, cfg, iso, 1) == {"group": 1, "reused": True}
     assert summarise_from_task(demo_db, cfg, iso, 1, force=True)["rows"] == fresh["rows"]
