@@ -7,6 +7,7 @@ between the reads must be computed in one snapshot instead of being merged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -131,7 +132,7 @@ def test_a_missing_group_or_another_reference_is_not_merged(demo_db, conn):
     groups = all_groups(demo_db, cfg, *window(8))
     report = run_interval(demo_db, cfg, *window(8), now=NOW, groups=groups[:2])
     assert report.timings["feature_groups_fallback"] == 1.0
-    other = GroupPartial(**{**groups[2].__dict__, "reference_version": 99})
+    other = dataclasses.replace(groups[2], reference_version=99)
     report = run_interval(demo_db, cfg, *window(8), now=NOW, groups=[*groups[:2], other])
     assert report.timings["feature_groups_fallback"] == 1.0
     assert report.rows == groups[0].rows

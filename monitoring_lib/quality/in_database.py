@@ -153,6 +153,11 @@ def _columns(cfg: EndpointConfig, types: dict[str, str]) -> dict[str, _Column]:
     return cols
 
 
+def _unknown_kwargs(spec: ExpectationSpec) -> set[str]:
+    """kwargs the SQL form of the spec's type does not model (any kwarg, for a type without one)."""
+    return set(spec.kwargs) - _KWARGS.get(spec.expectation_type, set()) - _GENERAL_KWARGS
+
+
 def _not_available(spec: ExpectationSpec, why: str = "") -> QualityResult:
     what = f"{spec.expectation_type} {why}".strip()
     return error_result(
@@ -326,7 +331,7 @@ class QualityPlan:
         self.known: dict[str, QualityResult] = {}
         self.checks: list[_RowCheck] = []
         for spec in self.specs:
-            extra = set(spec.kwargs) - _KWARGS.get(spec.expectation_type, set()) - _GENERAL_KWARGS
+            extra = _unknown_kwargs(spec)
             if spec.local_check:
                 self.known[spec.id] = _dtype_result(spec, cols)
             elif spec.expectation_type not in _KWARGS:
@@ -451,8 +456,8 @@ def failed_rows_in_database(
         r = results[spec.id]
         if r.success or not spec.row_level or not r.unexpected_count:
             continue
-        extra = set(spec.kwargs) - _KWARGS.get(spec.expectation_type, set()) - _GENERAL_KWARGS
-        check = _row_check(spec, cfg, cols, plan.params) if spec.expectation_type in _KWARGS and not extra else None
+        mirrored = spec.expectation_type in _KWARGS and not _unknown_kwargs(spec)
+        check = _row_check(spec, cfg, cols, plan.params) if mirrored else None
         if isinstance(check, _RowCheck):
             flags.append(_flagged(check, plan.window))
         else:
