@@ -208,6 +208,9 @@ class QualityConfig(_Frozen):
     row_count: RowCountBounds = RowCountBounds()
     future_tolerance: Duration = timedelta(minutes=10)
     extra_expectations: tuple[ExtraExpectation, ...] = ()
+    # The built-in check types are answered with vectorised pandas (the results GX gives, ~20x faster);
+    # false sends every check through Great Expectations.
+    native_checks: bool = True
 
 
 class DynatraceConfig(_Frozen):

@@ -32,8 +32,8 @@ from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.drift.summaries import ColumnSummary, summarise_frame
 from monitoring_lib.errors import MonitoringError
+from monitoring_lib.quality.results import QualityOutcome, QualityResult
 from monitoring_lib.quality.suite import ExpectationSpec
-from monitoring_lib.quality.validate import QualityOutcome, QualityResult
 
 TABLE_COLUMNS = "ExpectTableColumnsToMatchSet"
 # kwargs naming the columns an expectation reads (GX's single-, pair- and multi-column expectations)
@@ -156,7 +156,9 @@ def summarise_group(
     summaries: dict[str, ColumnSummary] = {}
     if cfg.drift.enabled and profile is not None and len(df):
         summaries = summarise_frame(df, profile, plan.features, cfg.drift.band_k)
-    results = evaluate_specs(df, plan.specs) if cfg.quality.enabled and len(df) else {}
+    results: dict[str, QualityResult] = {}
+    if cfg.quality.enabled and len(df):
+        results = evaluate_specs(df, plan.specs, native_checks=cfg.quality.native_checks)
     return GroupPartial(group, len(df), model_version, profile.version if profile else None, summaries, results,
                         time.perf_counter() - began)
 
@@ -191,15 +193,18 @@ def merged_quality(
     Every check of the suite gets a result (one its group did not return is reported failed, not
     dropped); distinct failed rows are counted in the open database snapshot.
     """
-    from monitoring_lib.quality.in_database import columns_match_result, failed_rows_in_database
+    from monitoring_lib.quality.in_database import failed_rows_in_database
+    from monitoring_lib.quality.results import columns_match_result, error_result, overall_state
     from monitoring_lib.quality.suite import build_expectations
-    from monitoring_lib.quality.validate import error_result, evaluate_specs, overall_state
+    from monitoring_lib.quality.validate import evaluate_specs
 
     began = time.perf_counter()
     specs = build_expectations(cfg, profile, start, end, now)
     routing = route(cfg, specs)
-    by_id = evaluate_specs(core, [s for s in routing.core if s.expectation_type != TABLE_COLUMNS])
-    by_id |= {s.id: columns_match_result(s, cfg) for s in routing.core if s.expectation_type == TABLE_COLUMNS}
+    by_id = evaluate_specs(core, [s for s in routing.core if s.expectation_type != TABLE_COLUMNS],
+                           native_checks=cfg.quality.native_checks)
+    columns = cfg.source.columns()
+    by_id |= {s.id: columns_match_result(s, columns) for s in routing.core if s.expectation_type == TABLE_COLUMNS}
     for g in groups:
         by_id |= g.results
     for s in specs:

@@ -5,9 +5,10 @@ Great Expectations is imported lazily inside the functions that need it (the imp
 importing this package stays cheap for DAG parsing and for callers that only read results.
 """
 
+from monitoring_lib.quality.results import QualityOutcome, QualityResult
 from monitoring_lib.quality.store import write_quality_results
 from monitoring_lib.quality.suite import ExpectationSpec, build_expectations, resolve_expectation_type
-from monitoring_lib.quality.validate import QualityOutcome, QualityResult, run_quality
+from monitoring_lib.quality.validate import run_quality
 
 __all__ = [
     "ExpectationSpec",

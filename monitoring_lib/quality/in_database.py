@@ -25,11 +25,10 @@ dropped. Identifiers are quoted with `psycopg.sql`; bounds, sets and window limi
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Literal
 
 import psycopg
 from psycopg import sql
@@ -48,29 +47,29 @@ from monitoring_lib.pushdown import (
     finite,
     query_errors,
 )
+from monitoring_lib.quality.results import (
+    BETWEEN,
+    COLUMNS_MATCH,
+    IN_SET,
+    MODELLED_KWARGS,
+    NOT_NULL,
+    ROW_COUNT,
+    QualityOutcome,
+    QualityResult,
+    columns_match_result,
+    error_result,
+    is_number,
+    make_result,
+    map_result,
+    overall_state,
+    row_count_result,
+    unknown_kwargs,
+)
 from monitoring_lib.quality.suite import FLOAT_MAX, ExpectationSpec, build_expectations
-from monitoring_lib.quality.validate import QualityOutcome, QualityResult, error_result, make_result, overall_state
 from monitoring_lib.source import describe_source
 
 Kind = Literal["numeric", "category", "timestamp", "flag", "raw"]
 
-NOT_NULL = "ExpectColumnValuesToNotBeNull"
-UNIQUE = "ExpectColumnValuesToBeUnique"
-BETWEEN = "ExpectColumnValuesToBeBetween"
-IN_SET = "ExpectColumnValuesToBeInSet"
-COLUMNS_MATCH = "ExpectTableColumnsToMatchSet"
-ROW_COUNT = "ExpectTableRowCountToBeBetween"
-
-_GENERAL_KWARGS = {"meta", "notes", "description"}
-_KWARGS: dict[str, set[str]] = {
-    NOT_NULL: {"column", "mostly", "row_condition", "condition_parser"},
-    UNIQUE: {"column", "mostly", "row_condition", "condition_parser"},
-    BETWEEN: {"column", "mostly", "row_condition", "condition_parser", "min_value", "max_value", "strict_min",
-              "strict_max"},
-    IN_SET: {"column", "mostly", "row_condition", "condition_parser", "value_set"},
-    COLUMNS_MATCH: {"column_set", "exact_match"},
-    ROW_COUNT: {"min_value", "max_value", "strict_min", "strict_max"},
-}
 _TEXT_TYPES = {"text", "varchar", "name"}
 _FLOAT_TYPES = {"float4", "float8"}
 # What `normalise_frame` leaves for a timestamp column read through Arrow from each PostgreSQL type.
@@ -153,20 +152,11 @@ def _columns(cfg: EndpointConfig, types: dict[str, str]) -> dict[str, _Column]:
     return cols
 
 
-def _unknown_kwargs(spec: ExpectationSpec) -> set[str]:
-    """kwargs the SQL form of the spec's type does not model (any kwarg, for a type without one)."""
-    return set(spec.kwargs) - _KWARGS.get(spec.expectation_type, set()) - _GENERAL_KWARGS
-
-
 def _not_available(spec: ExpectationSpec, why: str = "") -> QualityResult:
     what = f"{spec.expectation_type} {why}".strip()
     return error_result(
         spec, f"{what} is not available in `compute: database` mode; use `compute: memory` for this endpoint"
               " or change the expectation")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _dtype_result(spec: ExpectationSpec, cols: dict[str, _Column]) -> QualityResult:
@@ -188,27 +178,6 @@ def _dtype_result(spec: ExpectationSpec, cols: dict[str, _Column]) -> QualityRes
     return make_result(spec, col.kind == ok, observed=observed)
 
 
-def columns_match_result(spec: ExpectationSpec, cfg: EndpointConfig) -> QualityResult:
-    """As GX judges the frame `read_window` returns: exactly the configured columns (all verified present)."""
-    actual = set(cfg.source.columns())
-    expected = set(spec.kwargs.get("column_set") or [])
-    unexpected, missing = sorted(actual - expected), sorted(expected - actual)
-    observed = sorted(actual)
-    if not unexpected and not missing:
-        return make_result(spec, True, observed=observed)
-    mismatched = {k: v for k, v in (("unexpected", unexpected), ("missing", missing)) if v}
-    exact = spec.kwargs.get("exact_match", True)
-    return make_result(spec, not exact and not missing, observed=observed, details={"mismatched": mismatched})
-
-
-def _row_count_result(spec: ExpectationSpec, rows: int) -> QualityResult:
-    kw = spec.kwargs
-    lo, hi = kw.get("min_value"), kw.get("max_value")
-    ok = lo is None or (rows > lo if kw.get("strict_min") else rows >= lo)
-    ok = ok and (hi is None or (rows < hi if kw.get("strict_max") else rows <= hi))
-    return make_result(spec, bool(ok), observed=rows)
-
-
 def _domain(spec: ExpectationSpec, cfg: EndpointConfig, cols: dict[str, _Column]) -> sql.Composable | None:
     """The rows a check looks at: all, or the non-error rows for the row condition the suite writes."""
     condition = spec.kwargs.get("row_condition")
@@ -223,7 +192,7 @@ def _domain(spec: ExpectationSpec, cfg: EndpointConfig, cols: dict[str, _Column]
 def _between(spec: ExpectationSpec, col: _Column, p: Params) -> sql.Composable | str:
     kw = spec.kwargs
     bounds = [kw.get("min_value"), kw.get("max_value")]
-    if col.kind == "numeric" and all(b is None or _is_number(b) for b in bounds):
+    if col.kind == "numeric" and all(b is None or is_number(b) for b in bounds):
         cast = "::float8"
     elif col.kind == "timestamp" and all(b is None or (isinstance(b, datetime) and b.tzinfo) for b in bounds):
         cast = "::timestamptz"
@@ -239,9 +208,9 @@ def _between(spec: ExpectationSpec, col: _Column, p: Params) -> sql.Composable |
 
 def _in_set(spec: ExpectationSpec, col: _Column, p: Params) -> sql.Composable | str:
     values = list(spec.kwargs.get("value_set") or [])
-    if col.kind == "numeric" and all(_is_number(v) or isinstance(v, str) for v in values):
+    if col.kind == "numeric" and all(is_number(v) or isinstance(v, str) for v in values):
         # a float column never equals a text value, as `Series.isin` compares
-        members, cast = [float(v) for v in values if _is_number(v)], "::float8[]"
+        members, cast = [float(v) for v in values if is_number(v)], "::float8[]"
     elif (col.kind == "category" or (col.kind == "raw" and col.pgtype in _TEXT_TYPES)) and all(
             isinstance(v, str) for v in values):
         members, cast = values, "::text[]"
@@ -260,7 +229,7 @@ def _row_check(
     if col is None:
         return error_result(spec, f"column '{column}' is not among the source columns the pipeline reads")
     mostly = kw.get("mostly", 1.0)
-    if not _is_number(mostly):
+    if not is_number(mostly):
         return _not_available(spec, f"with mostly={mostly!r}")
     domain = _domain(spec, cfg, cols)
     if domain is None:
@@ -277,23 +246,6 @@ def _row_check(
     return _RowCheck(spec, domain, col.value, unexpected, float(mostly))
 
 
-def _map_result(check: _RowCheck, element: int, nulls: int, unexpected: int) -> QualityResult:
-    """Success and percentages exactly as Great Expectations computes them for map expectations."""
-    spec = check.spec
-    if spec.expectation_type == NOT_NULL:  # judged over every row it looks at; no missing values
-        success = element == 0 or (element - unexpected) / element >= check.mostly
-        percent = unexpected / element * 100 if element > 0 else None
-        return make_result(spec, success, details={"element_count": element}, unexpected_count=unexpected,
-                       unexpected_percent=percent)
-    nonnull = element - nulls
-    success = nonnull == 0 or (nonnull - unexpected) / nonnull >= check.mostly
-    percent = unexpected / nonnull * 100 if nonnull > 0 else None
-    details = {"element_count": element, "missing_count": nulls,
-               "missing_percent": nulls / element * 100 if element > 0 else None}
-    return make_result(spec, success, details=details, unexpected_count=unexpected,
-                   unexpected_percent=percent if percent is None or math.isfinite(percent) else None)
-
-
 def _duplicates(check: _RowCheck, window: sql.Composable) -> sql.Composed:
     """Values of the check's rows that occur more than once (GROUP BY position: the value may hold literals)."""
     return sql.SQL("SELECT {v} FROM {w} AND {d} AND {v} IS NOT NULL GROUP BY 1 HAVING count(*) > 1").format(
@@ -301,7 +253,7 @@ def _duplicates(check: _RowCheck, window: sql.Composable) -> sql.Composed:
 
 
 def _flagged(check: _RowCheck, window: sql.Composable) -> sql.Composed:
-    """The rows a failed check flags, as `validate._unexpected_mask` selects them."""
+    """The rows a failed check flags, as `native.unexpected_mask` selects them."""
     if check.unexpected is not None:
         return sql.SQL("({d} AND {u})").format(d=check.domain, u=check.unexpected)
     return sql.SQL("({d} AND {v} IS NOT NULL AND {v} IN ({dups}))").format(
@@ -331,15 +283,15 @@ class QualityPlan:
         self.known: dict[str, QualityResult] = {}
         self.checks: list[_RowCheck] = []
         for spec in self.specs:
-            extra = _unknown_kwargs(spec)
+            extra = unknown_kwargs(spec)
             if spec.local_check:
                 self.known[spec.id] = _dtype_result(spec, cols)
-            elif spec.expectation_type not in _KWARGS:
+            elif spec.expectation_type not in MODELLED_KWARGS:
                 self.known[spec.id] = _not_available(spec)
             elif extra:
                 self.known[spec.id] = _not_available(spec, f"with {sorted(extra)}")
             elif spec.expectation_type == COLUMNS_MATCH:
-                self.known[spec.id] = columns_match_result(spec, cfg)
+                self.known[spec.id] = columns_match_result(spec, cfg.source.columns())
             elif spec.expectation_type != ROW_COUNT:
                 check = _row_check(spec, cfg, cols, plan.params)
                 if isinstance(check, QualityResult):
@@ -398,10 +350,10 @@ class QualityPlan:
                                     " IS NOT NULL GROUP BY {v} HAVING count(*) > 1) AS dups").format(
                         w=window, d=c.domain, v=c.value)
                     unexpected = int(conn.execute(query, plan.params.values).fetchone()[0])
-                out[c.spec.id] = _map_result(c, *self._counts(i, c), unexpected)
+                out[c.spec.id] = map_result(c.spec, c.mostly, *self._counts(i, c), unexpected)
             for spec in self.specs:
                 if spec.expectation_type == ROW_COUNT and spec.id not in out:
-                    out[spec.id] = _row_count_result(spec, rows)
+                    out[spec.id] = row_count_result(spec, rows)
             failed = [c for c in self.checks if not out[c.spec.id].success and out[c.spec.id].unexpected_count]
             failed_rows = 0
             if failed:
@@ -456,7 +408,7 @@ def failed_rows_in_database(
         r = results[spec.id]
         if r.success or not spec.row_level or not r.unexpected_count:
             continue
-        mirrored = spec.expectation_type in _KWARGS and not _unknown_kwargs(spec)
+        mirrored = spec.expectation_type in MODELLED_KWARGS and not unknown_kwargs(spec)
         check = _row_check(spec, cfg, cols, plan.params) if mirrored else None
         if isinstance(check, _RowCheck):
             flags.append(_flagged(check, plan.window))

@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from monitoring_lib.quality.validate import QualityOutcome
+from monitoring_lib.quality.results import QualityOutcome
 
 TABLE = sql.Identifier("monitoring", "data_quality_results")
 _COLUMNS = (

@@ -1,9 +1,10 @@
 """Validate one interval's DataFrame against the suite and summarise it as a pass/warning/fail outcome.
 
-Great Expectations evaluates every check except column dtypes, which pandas answers directly (GX's
-type-list expectation misreads pandas 3 string columns). A check that raises inside GX, for example on a
-missing column, becomes a failed result with the error in its details: a broken interval is a quality
-failure to report, not a crash that hides the other results.
+Column dtypes are answered by pandas (GX's type-list expectation misreads pandas 3 string columns); the
+built-in map and table checks by vectorised pandas with GX's semantics (`native`, unless
+`quality.native_checks` is off); every other check by Great Expectations. A check that raises inside
+GX, for example on a missing column, becomes a failed result with the error in its details: a broken
+interval is a quality failure to report, not a crash that hides the other results.
 """
 
 from __future__ import annotations
@@ -11,113 +12,26 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Literal
+from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.quality import native
+from monitoring_lib.quality.results import (
+    QualityOutcome,
+    QualityResult,
+    error_result,
+    make_result,
+    overall_state,
+)
 from monitoring_lib.quality.suite import ExpectationSpec, build_expectations
 
 log = logging.getLogger(__name__)
-
-State = Literal["passed", "warning", "failed"]
 _RESULT_KEYS = ("element_count", "missing_count", "missing_percent", "partial_unexpected_list")
-
-
-@dataclass(frozen=True)
-class QualityResult:
-    """One expectation's verdict, in the shape of a `monitoring.data_quality_results` row."""
-
-    expectation_id: str
-    expectation_type: str
-    column: str | None
-    success: bool
-    unexpected_count: int | None
-    unexpected_percent: float | None
-    observed_value: Any
-    severity: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class QualityOutcome:
-    """The interval's verdict: `failed` if any critical check failed, `warning` if only warnings did."""
-
-    state: State
-    results: list[QualityResult]
-    failed_rows: int
-    duration_s: float
-    row_count: int = 0
-
-    @property
-    def failed_results(self) -> list[QualityResult]:
-        return [r for r in self.results if not r.success]
-
-    def result(self, expectation_id: str) -> QualityResult:
-        for r in self.results:
-            if r.expectation_id == expectation_id:
-                return r
-        raise KeyError(f"no quality result with id '{expectation_id}'")
-
-    def summary(self) -> dict[str, Any]:
-        """A small JSON-ready digest for task return values, logs and Dynatrace."""
-        failed = self.failed_results
-        return {
-            "state": self.state,
-            "evaluated_expectations": len(self.results),
-            "failed_expectations": len(failed),
-            "failed_critical": sorted(r.expectation_id for r in failed if r.severity == "critical"),
-            "failed_warning": sorted(r.expectation_id for r in failed if r.severity == "warning"),
-            "failed_rows": self.failed_rows,
-            "row_count": self.row_count,
-            "duration_s": round(self.duration_s, 3),
-        }
-
-
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON types for jsonb: timestamps as ISO text, non-finite floats as 'inf'/'-inf'/'nan'."""
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
-    if value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset, np.ndarray, pd.Series)):
-        return [to_jsonable(v) for v in value]
-    return str(value)
-
-
-def make_result(spec: ExpectationSpec, success: bool, observed: Any = None, details: dict[str, Any] | None = None,
-            unexpected_count: int | None = None, unexpected_percent: float | None = None) -> QualityResult:
-    kwargs = {k: v for k, v in spec.kwargs.items() if k != "meta"}
-    return QualityResult(
-        expectation_id=spec.id,
-        expectation_type=spec.expectation_type,
-        column=spec.column,
-        success=success,
-        unexpected_count=unexpected_count,
-        unexpected_percent=unexpected_percent,
-        observed_value=to_jsonable(observed),
-        severity=spec.severity,
-        details={"kwargs": to_jsonable(kwargs), **to_jsonable(details or {})},
-    )
-
-
-def error_result(spec: ExpectationSpec, message: str) -> QualityResult:
-    return make_result(spec, False, details={"error": message})
-
 
 # --- column dtypes, answered by pandas ---------------------------------------------------------------
 
@@ -258,53 +172,27 @@ def _run_gx(df: pd.DataFrame, specs: list[ExpectationSpec]) -> dict[str, Quality
 
 # --- failed rows ---------------------------------------------------------------------------------------
 
-def _unexpected_mask(df: pd.DataFrame, spec: ExpectationSpec) -> np.ndarray | None:
-    """The rows a map expectation flags, with GX's semantics (nulls ignored except by the null check);
-    None for types not mirrored here, whose unexpected count is then added as an upper bound."""
-    kw = spec.kwargs
-    s = df[kw["column"]]
-    if spec.expectation_type == "ExpectColumnValuesToNotBeNull":
-        mask = s.isna()
-    elif spec.expectation_type == "ExpectColumnValuesToBeBetween":
-        inside = pd.Series(True, index=s.index)
-        if kw.get("min_value") is not None:
-            inside &= s > kw["min_value"] if kw.get("strict_min") else s >= kw["min_value"]
-        if kw.get("max_value") is not None:
-            inside &= s < kw["max_value"] if kw.get("strict_max") else s <= kw["max_value"]
-        mask = s.notna() & ~inside
-    elif spec.expectation_type == "ExpectColumnValuesToBeInSet":
-        mask = s.notna() & ~s.isin(kw["value_set"])
-    elif spec.expectation_type == "ExpectColumnValuesToBeUnique":
-        mask = s.notna() & s.duplicated(keep=False)
-    else:
-        return None
-    if kw.get("row_condition"):
-        mask &= df.eval(kw["row_condition"]).astype(bool)
-    return mask.to_numpy(dtype=bool, na_value=False)
+def _failed_rows(df: pd.DataFrame, specs: list[ExpectationSpec], results: dict[str, QualityResult],
+                 flagged: dict[str, np.ndarray]) -> int:
+    """Distinct rows flagged by failed row-level checks (a check passing within `mostly` flags none).
 
-
-def _failed_rows(df: pd.DataFrame, specs: list[ExpectationSpec], results: dict[str, QualityResult]) -> int:
-    """Distinct rows flagged by failed row-level checks (a check passing within `mostly` flags none)."""
-    flagged = np.zeros(len(df), dtype=bool)
+    A check whose rows cannot be told (an expectation only GX evaluates) adds its unexpected count, an
+    upper bound.
+    """
+    rows = np.zeros(len(df), dtype=bool)
     uncounted = 0
     for spec in specs:
         r = results[spec.id]
         if r.success or not spec.row_level or not r.unexpected_count:
             continue
-        try:
-            mask = _unexpected_mask(df, spec)
-        except (KeyError, TypeError, ValueError):
-            mask = None  # e.g. incomparable types: fall back to the count GX gave
+        mask = flagged.get(spec.id)
+        if mask is None:
+            mask = native.unexpected_mask(df, spec)
         if mask is None:
             uncounted += r.unexpected_count
         else:
-            flagged |= mask
-    return min(len(df), int(flagged.sum()) + uncounted)
-
-
-def overall_state(results: list[QualityResult]) -> State:
-    failed = {r.severity for r in results if not r.success}
-    return "failed" if "critical" in failed else "warning" if failed else "passed"
+            rows |= mask
+    return min(len(df), int(rows.sum()) + uncounted)
 
 
 def _utc_timestamps(df: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -314,13 +202,22 @@ def _utc_timestamps(df: pd.DataFrame, column: str) -> pd.DataFrame:
     return df
 
 
-def evaluate_specs(df: pd.DataFrame, specs: list[ExpectationSpec]) -> dict[str, QualityResult]:
-    """Results by id for `specs` on `df` (timestamps already UTC): dtypes by pandas, the rest by GX.
-
-    Exposed so a feature-group task can evaluate just its columns' share of the suite.
-    """
+def _evaluate(df: pd.DataFrame, specs: list[ExpectationSpec], native_checks: bool
+              ) -> tuple[dict[str, QualityResult], dict[str, np.ndarray]]:
     by_id = {s.id: _local_check(df, s) for s in specs if s.local_check}
-    return by_id | _run_gx(df, [s for s in specs if not s.local_check])
+    flagged: dict[str, np.ndarray] = {}
+    if native_checks:
+        answered, flagged = native.evaluate(df, specs)
+        by_id |= answered
+    return by_id | _run_gx(df, [s for s in specs if s.id not in by_id]), flagged
+
+
+def evaluate_specs(df: pd.DataFrame, specs: list[ExpectationSpec], *, native_checks: bool = True
+                   ) -> dict[str, QualityResult]:
+    """Results by id for `specs` on `df` (timestamps already UTC): dtypes and the built-in checks by
+    pandas, the rest by GX. Exposed so a feature-group task can evaluate just its columns' share of the suite.
+    """
+    return _evaluate(df, specs, native_checks)[0]
 
 
 def run_quality(
@@ -336,12 +233,12 @@ def run_quality(
     now = now or datetime.now(timezone.utc)
     specs = build_expectations(cfg, profile, window_start, window_end, now)
     df = _utc_timestamps(df, cfg.source.timestamp_column)
-    by_id = evaluate_specs(df, specs)
+    by_id, flagged = _evaluate(df, specs, cfg.quality.native_checks)
     results = [by_id[s.id] for s in specs]
     return QualityOutcome(
         state=overall_state(results),
         results=results,
-        failed_rows=_failed_rows(df, specs, by_id),
+        failed_rows=_failed_rows(df, specs, by_id, flagged),
         duration_s=time.perf_counter() - started,
         row_count=len(df),
     )
