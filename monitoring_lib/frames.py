@@ -15,6 +15,9 @@ class BadRowReport:
     rows: int
     bad_rows: int  # distinct rows with at least one defect
     by_reason: dict[str, int] = field(default_factory=dict)
+    # rows whose request id another row shares (nulls excluded): the uniqueness check's answer, found
+    # by the same hashing of the ids as the duplicate count
+    repeated_ids: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def _as_float(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -96,8 +99,11 @@ def normalise_frame(df: pd.DataFrame, cfg: EndpointConfig) -> tuple[pd.DataFrame
     if ts is not None:
         out[src.timestamp_column] = pd.to_datetime(ts, utc=True, errors="coerce")
         note("invalid_timestamp", out[src.timestamp_column].isna().to_numpy())
+    repeated = None
     if src.request_id_column in out:
-        ids = out[src.request_id_column]
-        note("null_request_id", ids.isna().to_numpy())
-        note("duplicate_request_id", (ids.duplicated(keep="first") & ids.notna()).to_numpy())
-    return out, BadRowReport(rows=len(df), bad_rows=int(bad.sum()), by_reason=reasons)
+        codes = pd.Series(pd.factorize(out[src.request_id_column], use_na_sentinel=True)[0])
+        present = (codes >= 0).to_numpy()
+        note("null_request_id", ~present)
+        note("duplicate_request_id", codes.duplicated(keep="first").to_numpy() & present)
+        repeated = codes.duplicated(keep=False).to_numpy() & present
+    return out, BadRowReport(rows=len(df), bad_rows=int(bad.sum()), by_reason=reasons, repeated_ids=repeated)

@@ -314,7 +314,10 @@ def _compute(
             from monitoring_lib.quality.validate import run_quality
 
             with stage("quality"):
-                out.quality = quality(df) if quality else run_quality(df, cfg, profile, start, end, now=now)
+                ids = out.bad.repeated_ids  # the bad-row count already hashed the request ids
+                repeated = None if ids is None else {cfg.source.request_id_column: ids}
+                out.quality = quality(df) if quality else run_quality(df, cfg, profile, start, end, now=now,
+                                                                      repeated=repeated)
             _note_quality(out)
         out.drift_status = _drift_not_computed(cfg, profile, out.dq_state)
         if out.drift_status is None:

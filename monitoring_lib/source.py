@@ -62,7 +62,8 @@ def read_window(
         raise DatabaseUnavailableError(f"reading {cfg.endpoint_id}'s source failed: {exc}") from exc
     except adbc.ProgrammingError as exc:
         raise SourceError(f"{cfg.endpoint_id}: source query failed: {str(exc).splitlines()[0]}") from exc
-    return table.to_pandas()
+    # one block per column, each freed from Arrow as it converts: no consolidation copy of the floats
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def count_window(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime) -> int:

@@ -11,12 +11,13 @@ import pytest
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.fit import fit_reference, numeric_edges
-from monitoring_lib.drift.profile import CategoricalProfile, NumericProfile, ReferenceProfile
+from monitoring_lib.drift.profile import QUANTILES, CategoricalProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.drift.summaries import (
     QUANTILE_KEYS,
     bin_counts,
     histogram_quantiles,
     merge,
+    sorted_bin_counts,
     summarise_frame,
 )
 from monitoring_lib.errors import ProfileNotFittedError, SourceError
@@ -44,6 +45,29 @@ def test_bin_counts_left_closed_last_bin_closed_outer_bins_open():
     edges = (0.0, 1.0, 2.0)
     values = np.array([-5.0, 0.0, 0.5, 1.0, 2.0, 2.0000001, 99.0])
     assert bin_counts(values, edges).tolist() == [1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_one_sort_gives_what_per_value_binning_and_selection_give(seed: int):
+    """Histogram, quantiles, extremes and band counts from the sorted values equal the direct ones,
+    with ties on every edge and on the band limits, and columns wholly inside or outside the edges."""
+    rng = np.random.default_rng(seed)
+    edges = tuple(float(e) for e in numeric_edges(-2.0, 2.0, int(rng.integers(1, 12))))
+    spread = [0.1, 1.0, 10.0][seed % 3]
+    v = np.concatenate([rng.normal(rng.normal(), spread, int(rng.integers(1, 3000))),
+                        rng.choice(edges, int(rng.integers(0, 50)))])
+    rng.shuffle(v)
+    expected = bin_counts(v, edges)
+    assert sorted_bin_counts(np.sort(v), edges).tolist() == expected.tolist()
+    col = NumericProfile(name="x", edges=edges, counts=tuple([0] * (len(edges) + 1)), count=1, null_count=0,
+                         mean=float(edges[0]), std=1.0, min=-2.0, max=2.0, quantiles={})
+    s = summarise_frame(pd.DataFrame({"x": v}), ReferenceProfile("e", "1", {"x": col}, None, None, 1),
+                        ["x"], band_k=float(seed % 4))["x"]
+    assert list(s.counts) == expected.tolist()
+    assert list(s.quantiles.values()) == [float(q) for q in np.quantile(v, QUANTILES)]
+    assert (s.min, s.max) == (float(v.min()), float(v.max()))
+    low, high = col.mean - (seed % 4) * col.std, col.mean + (seed % 4) * col.std
+    assert s.outside_band == int(np.count_nonzero((v < low) | (v > high)))
 
 
 def test_numeric_profile_treats_nan_inf_and_text_as_nulls():

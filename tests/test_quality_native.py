@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monitoring_lib.frames import normalise_frame
 from monitoring_lib.quality import native
 from monitoring_lib.quality.suite import ExpectationSpec, build_expectations
 from monitoring_lib.quality.validate import _evaluate, run_quality
@@ -174,3 +175,16 @@ def test_native_checks_can_be_turned_off() -> None:
     assert make_cfg().quality.native_checks is True
     off = make_cfg(native_checks=False)
     assert dataclasses.asdict(run_quality(clean_frame(), off, PROFILE, START, END, now=NOW))["state"] == "passed"
+
+
+def test_request_ids_hashed_once_for_bad_rows_give_the_same_uniqueness_result() -> None:
+    df = clean_frame()
+    df.loc[40:45, "request_id"] = "req-00001"
+    df.loc[50, "request_id"] = None
+    cfg = make_cfg()
+    frame_, bad = normalise_frame(df, cfg)
+    assert bad.by_reason["duplicate_request_id"] == 6 and bad.by_reason["null_request_id"] == 1
+    shared = run_quality(frame_, cfg, PROFILE, START, END, now=NOW, repeated={"request_id": bad.repeated_ids})
+    own = run_quality(frame_, cfg, PROFILE, START, END, now=NOW)
+    assert shared.results == own.results and shared.failed_rows == own.failed_rows
+    assert shared.result("unique:request_id").unexpected_count == 7  # row 1 and its six copies

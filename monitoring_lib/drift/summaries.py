@@ -108,32 +108,52 @@ def histogram_quantiles(
     return out
 
 
+def sorted_bin_counts(ordered: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """`bin_counts` of values already sorted: a binary search per edge instead of one per value."""
+    e = np.asarray(edges, dtype=float)
+    below = np.searchsorted(ordered, e, side="left")  # values under each edge
+    counts = np.diff(below, prepend=0, append=ordered.size)
+    at_last = int(np.searchsorted(ordered, e[-1], side="right") - below[-1])
+    counts[-2] += at_last  # the last inner bin is closed: it holds edges[-1] itself
+    counts[-1] -= at_last
+    return counts
+
+
 def _numeric_summary(raw: pd.Series, col: NumericProfile, band_k: float) -> ColumnSummary:
+    """One sort of the finite values answers the histogram, quantiles, extremes and band counts.
+
+    Sorting a million floats costs about half of what a quantile selection plus a per-value bin search
+    cost, and everything after it is a handful of binary searches; the moments are summed in row order.
+    """
     nulls = raw.isna().to_numpy()
     x = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     finite = np.isfinite(x)
     invalid = int(np.count_nonzero(~finite & ~nulls))
     v = x[finite]
     n = int(v.size)
-    counts = bin_counts(v, col.edges)
     if n == 0:
-        return ColumnSummary(col.name, "numeric", tuple(int(c) for c in counts), 0, int(nulls.sum()), invalid,
-                             shift=col.mean)
+        return ColumnSummary(col.name, "numeric", tuple(int(c) for c in bin_counts(v, col.edges)), 0,
+                             int(nulls.sum()), invalid, shift=col.mean)
+    ordered = np.sort(v)
     d = v - col.mean
     low, high = col.mean - band_k * col.std, col.mean + band_k * col.std
+    if np.isfinite(low) and np.isfinite(high):
+        outside = int(np.searchsorted(ordered, low, side="left") + n - np.searchsorted(ordered, high, side="right"))
+    else:
+        outside = int(np.count_nonzero((v < low) | (v > high)))
     return ColumnSummary(
         name=col.name,
         kind="numeric",
-        counts=tuple(int(c) for c in counts),
+        counts=tuple(int(c) for c in sorted_bin_counts(ordered, col.edges)),
         n=n,
         null_count=int(nulls.sum()),
         invalid_count=invalid,
         sum=float(d.sum()),
         sum_sq=float(np.dot(d, d)),
-        min=float(v.min()),
-        max=float(v.max()),
-        quantiles=dict(zip(QUANTILE_KEYS, (float(a) for a in np.quantile(v, QUANTILES)), strict=True)),
-        outside_band=int(np.count_nonzero((v < low) | (v > high))),
+        min=float(ordered[0]),
+        max=float(ordered[-1]),
+        quantiles=dict(zip(QUANTILE_KEYS, (float(a) for a in np.quantile(ordered, QUANTILES)), strict=True)),
+        outside_band=outside,
         shift=col.mean,
     )
 

@@ -97,8 +97,9 @@ def _unexpected(values: pd.Series, spec: ExpectationSpec) -> pd.Series:
     raise _ForGreatExpectations
 
 
-def _map_check(df: pd.DataFrame, spec: ExpectationSpec) -> tuple[QualityResult, np.ndarray]:
-    """The result and, over all rows of `df`, the rows it flags."""
+def _map_check(df: pd.DataFrame, spec: ExpectationSpec, repeated: dict[str, np.ndarray] | None = None
+               ) -> tuple[QualityResult, np.ndarray]:
+    """The result and, over all rows of `df`, the rows it flags; `repeated` holds columns' known duplicates."""
     kw = spec.kwargs
     column, mostly = kw.get("column"), kw.get("mostly", 1.0)
     if not isinstance(column, str) or column not in df.columns or not is_number(mostly):
@@ -109,6 +110,8 @@ def _map_check(df: pd.DataFrame, spec: ExpectationSpec) -> tuple[QualityResult, 
     missing = values.isna().to_numpy()
     if spec.expectation_type == NOT_NULL:
         bad, nulls = missing, 0
+    elif spec.expectation_type == UNIQUE and positions is None and column in (repeated or {}):
+        bad, nulls = repeated[column], int(missing.sum())  # type: ignore[index]
     else:
         present = ~missing
         bad = np.zeros(len(values), dtype=bool)
@@ -123,9 +126,13 @@ def _map_check(df: pd.DataFrame, spec: ExpectationSpec) -> tuple[QualityResult, 
     return result, flagged
 
 
-def evaluate(df: pd.DataFrame, specs: list[ExpectationSpec]) -> tuple[dict[str, QualityResult],
-                                                                        dict[str, np.ndarray]]:
-    """Results of the specs answered here, and the rows each map check flags; GX answers the rest."""
+def evaluate(df: pd.DataFrame, specs: list[ExpectationSpec], repeated: dict[str, np.ndarray] | None = None
+             ) -> tuple[dict[str, QualityResult], dict[str, np.ndarray]]:
+    """Results of the specs answered here, and the rows each map check flags; GX answers the rest.
+
+    `repeated` maps a column to the rows whose non-null value another row shares, when the caller
+    already knows (`normalise_frame` finds them for the request id), so uniqueness is not hashed twice.
+    """
     results: dict[str, QualityResult] = {}
     flagged: dict[str, np.ndarray] = {}
     for spec in specs:
@@ -137,7 +144,7 @@ def evaluate(df: pd.DataFrame, specs: list[ExpectationSpec]) -> tuple[dict[str, 
             elif spec.expectation_type == ROW_COUNT:
                 results[spec.id] = row_count_result(spec, len(df))
             else:
-                results[spec.id], flagged[spec.id] = _map_check(df, spec)
+                results[spec.id], flagged[spec.id] = _map_check(df, spec, repeated)
         except _ForGreatExpectations:
             continue
     return results, flagged

@@ -202,12 +202,12 @@ def _utc_timestamps(df: pd.DataFrame, column: str) -> pd.DataFrame:
     return df
 
 
-def _evaluate(df: pd.DataFrame, specs: list[ExpectationSpec], native_checks: bool
-              ) -> tuple[dict[str, QualityResult], dict[str, np.ndarray]]:
+def _evaluate(df: pd.DataFrame, specs: list[ExpectationSpec], native_checks: bool,
+              repeated: dict[str, np.ndarray] | None = None) -> tuple[dict[str, QualityResult], dict[str, np.ndarray]]:
     by_id = {s.id: _local_check(df, s) for s in specs if s.local_check}
     flagged: dict[str, np.ndarray] = {}
     if native_checks:
-        answered, flagged = native.evaluate(df, specs)
+        answered, flagged = native.evaluate(df, specs, repeated)
         by_id |= answered
     return by_id | _run_gx(df, [s for s in specs if s.id not in by_id]), flagged
 
@@ -227,13 +227,17 @@ def run_quality(
     window_start: datetime,
     window_end: datetime,
     now: datetime | None = None,
+    repeated: dict[str, np.ndarray] | None = None,
 ) -> QualityOutcome:
-    """Validate one interval [window_start, window_end); `now` bounds future timestamps (default: now)."""
+    """Validate one interval [window_start, window_end); `now` bounds future timestamps (default: now).
+
+    `repeated`: rows whose value in a column another row shares, already known (see `native.evaluate`).
+    """
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
     specs = build_expectations(cfg, profile, window_start, window_end, now)
     df = _utc_timestamps(df, cfg.source.timestamp_column)
-    by_id, flagged = _evaluate(df, specs, cfg.quality.native_checks)
+    by_id, flagged = _evaluate(df, specs, cfg.quality.native_checks, repeated)
     results = [by_id[s.id] for s in specs]
     return QualityOutcome(
         state=overall_state(results),
