@@ -139,11 +139,15 @@ def pipeline_child(url: str, cfg: Any) -> dict:
 
     imported = time.perf_counter()
     base = peak_rss_mb()
-    report = run_interval(url, cfg, WINDOW_START, WINDOW_END)
-    done = time.perf_counter()
-    return {"seconds": done - imported, "import_s": imported - began, "timings": dict(report.timings),
-            "rows": report.rows, "drift_status": report.drift_status, "dq_state": report.dq_state,
-            "rss_after_imports_mb": base, "peak_rss_mb": peak_rss_mb()}
+    runs = []
+    for _ in range(2):  # fastest of two, as the floor; re-running a window does the same work again
+        began_run = time.perf_counter()
+        report = run_interval(url, cfg, WINDOW_START, WINDOW_END)
+        runs.append((time.perf_counter() - began_run, report))
+    seconds, report = min(runs, key=lambda r: r[0])
+    return {"seconds": seconds, "first_run_s": runs[0][0], "import_s": imported - began,
+            "timings": dict(report.timings), "rows": report.rows, "drift_status": report.drift_status,
+            "dq_state": report.dq_state, "rss_after_imports_mb": base, "peak_rss_mb": peak_rss_mb()}
 
 
 def pushdown_child(url: str, configs: list[Any]) -> dict:
@@ -346,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": pipe["rows"],
         "read_floor_s": round(floor, 3),
         "pipeline_s": round(pipe["seconds"], 3),
-        "pipeline_vs_floor": round(pipe["seconds"] / floor, 1),
+        "pipeline_first_run_s": round(pipe["first_run_s"], 3),
+        "pipeline_vs_floor": round(pipe["seconds"] / floor, 2),
         "stages": {k: round(v, 3) for k, v in pipe["timings"].items()},
         "peak_rss_mb": pipe["peak_rss_mb"],
         "pipeline_rss_after_imports_mb": pipe["rss_after_imports_mb"],
@@ -389,7 +394,8 @@ def report(r: dict) -> None:
     rows = [
         ("interval rows", f"{r['rows']:,}"),
         ("read floor (ADBC -> Arrow)", f"{r['read_floor_s']:.2f} s"),
-        ("in-memory pipeline", f"{r['pipeline_s']:.2f} s  ({r['pipeline_vs_floor']}x the read floor)"),
+        ("in-memory pipeline", f"{r['pipeline_s']:.2f} s  ({r['pipeline_vs_floor']}x the read floor; "
+                               f"first run in a fresh process {r['pipeline_first_run_s']:.2f} s)"),
         *((f"  stage {k}", f"{v:.2f} s") for k, v in r["stages"].items()),
         ("  peak RSS", f"{r['peak_rss_mb']:.0f} MB  (after imports {r['pipeline_rss_after_imports_mb']:.0f} MB)"),
         ("pushdown, same rows", f"{r['pushdown_same_rows_s']:.2f} s  "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,11 +55,29 @@ def category_text(series: pd.Series) -> pd.Series:
     return pd.Series(np.where(whole, as_int, text.to_numpy(dtype=object)), index=series.index, dtype="string")
 
 
+def _id_duplicates(ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(id present, id seen on an earlier row, id shared with any other row), from one hashing of the ids."""
+    codes = pd.Series(pd.factorize(ids, use_na_sentinel=True)[0])
+    present = (codes >= 0).to_numpy()
+    first_seen = codes.duplicated(keep="first").to_numpy() & present
+    return present, first_seen, codes.duplicated(keep=False).to_numpy() & present
+
+
 def normalise_frame(df: pd.DataFrame, cfg: EndpointConfig) -> tuple[pd.DataFrame, BadRowReport]:
     """Give numeric columns float64 and the error flag bool, counting what had to be treated as missing.
 
     Rows are never dropped: drift and quality see nulls as nulls, and the counts say how many there were.
     """
+    src = cfg.source
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-ids") as pool:
+        # hashing the request ids releases the GIL: it runs beside the column conversions
+        ids = pool.submit(_id_duplicates, df[src.request_id_column]) if src.request_id_column in df else None
+        return _normalise_columns(df, cfg, ids)
+
+
+def _normalise_columns(
+    df: pd.DataFrame, cfg: EndpointConfig, ids: Future[tuple[np.ndarray, np.ndarray, np.ndarray]] | None
+) -> tuple[pd.DataFrame, BadRowReport]:
     src = cfg.source
     out = df.copy(deep=False)
     bad = np.zeros(len(df), dtype=bool)
@@ -100,10 +119,8 @@ def normalise_frame(df: pd.DataFrame, cfg: EndpointConfig) -> tuple[pd.DataFrame
         out[src.timestamp_column] = pd.to_datetime(ts, utc=True, errors="coerce")
         note("invalid_timestamp", out[src.timestamp_column].isna().to_numpy())
     repeated = None
-    if src.request_id_column in out:
-        codes = pd.Series(pd.factorize(out[src.request_id_column], use_na_sentinel=True)[0])
-        present = (codes >= 0).to_numpy()
+    if ids is not None:
+        present, first_seen, repeated = ids.result()
         note("null_request_id", ~present)
-        note("duplicate_request_id", codes.duplicated(keep="first").to_numpy() & present)
-        repeated = codes.duplicated(keep=False).to_numpy() & present
+        note("duplicate_request_id", first_seen)
     return out, BadRowReport(rows=len(df), bad_rows=int(bad.sum()), by_reason=reasons, repeated_ids=repeated)
