@@ -92,6 +92,7 @@ FOR_GX = [
     spec("ExpectColumnValuesToBeBetween", "amount"),
     spec("ExpectColumnValuesToBeInSet", "ts", value_set=[START.isoformat()]),
     spec("ExpectColumnValuesToNotBeNull", "amount", row_condition="amount > 0"),
+    spec("ExpectColumnValuesToNotBeNull", "amount", row_condition="amount > 0", condition_parser="python"),
     spec("ExpectColumnValuesToNotBeNull", "amount", result_format="COMPLETE"),
     spec("ExpectColumnValuesToNotBeNull", "no_such_column"),
     spec("ExpectColumnMeanToBeBetween", "amount", min_value=0, max_value=1000),

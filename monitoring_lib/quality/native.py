@@ -45,11 +45,10 @@ def _domain_rows(df: pd.DataFrame, spec: ExpectationSpec) -> np.ndarray | None:
     condition = spec.kwargs.get("row_condition")
     if not condition:
         return None
-    parser = spec.kwargs.get("condition_parser")
-    if parser not in ("pandas", "python") or not isinstance(condition, str):
-        raise _ForGreatExpectations
+    if spec.kwargs.get("condition_parser") != "pandas" or not isinstance(condition, str):
+        raise _ForGreatExpectations  # GX's pandas engine takes only pandas-parsed text conditions
     try:
-        rows = df.eval(condition, parser=parser)
+        rows = df.eval(condition, parser="pandas")
     except Exception as exc:  # GX reports its own error for a condition that does not evaluate
         raise _ForGreatExpectations from exc
     if not isinstance(rows, pd.Series) or rows.dtype != bool or len(rows) != len(df):
