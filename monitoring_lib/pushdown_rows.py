@@ -4,7 +4,7 @@ They give the numbers `frames.normalise_frame` and `applications.compute_kpis` g
 aggregate queries, so no row of the window reaches Python. `BadRowsPlan` and `KpiPlan` add their counts
 to a shared `pushdown.AggregatePlan` (in `compute: database`, the summaries' moments scan evaluates
 it); bad rows then need one `GROUP BY` of the request id, whose duplicate count the uniqueness check
-on that column reuses:
+on that column reuses (and, only when ids repeat, a second grouping of the repeated ids' rows):
 
 - defects per reason: numeric values that are NULL or NaN (`null:<col>`; a prediction on an error
   row is expected to be missing), ±Infinity (`non_finite:<col>`), NULL categories, NULL request ids,
@@ -106,20 +106,33 @@ class BadRowsPlan:
             return BadRowReport(rows=rows, bad_rows=flagged, by_reason=reasons), None
         duplicated = 0
         if rows:
-            # Per duplicated id: n rows, k of them otherwise defective (already in `flagged`) -> n - 1 + (k = n).
-            dup = conn.execute(
-                sql.SQL(
-                    "SELECT coalesce(sum(n - 1), 0), coalesce(sum(n - 1 + (k = n)::int - k), 0), coalesce(sum(n), 0)"
-                    " FROM (SELECT count(*) AS n, count(*) FILTER (WHERE {any}) AS k FROM {w} AND {id} IS NOT NULL"
-                    " GROUP BY {id} HAVING count(*) > 1) AS ids"
-                ).format(any=self.any_defect, w=plan.window, id=sql.Identifier(rid)),
+            ident = sql.Identifier(rid)
+            ids = sql.SQL("SELECT count(*) AS n FROM {w} AND {id} IS NOT NULL GROUP BY {id} HAVING count(*) > 1"
+                          ).format(w=plan.window, id=ident)
+            repeats, duplicated = conn.execute(
+                sql.SQL("SELECT coalesce(sum(n - 1), 0), coalesce(sum(n), 0) FROM ({}) AS ids").format(ids),
                 plan.params.values,
             ).fetchone()
-            if int(dup[0]):
-                reasons["duplicate_request_id"] = int(dup[0])
-                flagged += int(dup[1])
-            duplicated = int(dup[2])
+            repeats, duplicated = int(repeats), int(duplicated)
+            if repeats:
+                reasons["duplicate_request_id"] = repeats
+                flagged += self._duplicate_bad_rows(conn, ident)
         return BadRowReport(rows=rows, bad_rows=flagged, by_reason=reasons), DuplicateIds(rid, duplicated)
+
+    def _duplicate_bad_rows(self, conn: psycopg.Connection, ident: sql.Identifier) -> int:
+        """Bad rows the duplicates add to `flagged`: per duplicated id with n rows, k of them otherwise
+        defective (already counted), n - 1 + (k = n) - k.
+
+        Asked only when ids repeat, and only of their rows: the defect test on every row of the window
+        costs more than the grouping itself.
+        """
+        plan = self.plan
+        query = sql.SQL(
+            "SELECT coalesce(sum(n - 1 + (k = n)::int - k), 0) FROM (SELECT count(*) AS n,"
+            " count(*) FILTER (WHERE {any}) AS k FROM {w} AND {id} IN (SELECT {id} FROM {w} AND {id} IS NOT NULL"
+            " GROUP BY {id} HAVING count(*) > 1) GROUP BY {id}) AS ids"
+        ).format(any=self.any_defect, w=plan.window, id=ident)
+        return int(conn.execute(query, plan.params.values).fetchone()[0])
 
 
 def bad_rows_in_database(
