@@ -404,9 +404,8 @@ def _moments_query(
     Only the `non_finite` columns (those the counts scan found NaN or ±Infinity in) filter their values:
     elsewhere the aggregates' own skipping of NULL gives the same result, and a FILTER per aggregate
     costs more CPU than the aggregate. Order statistics come from one `array_agg` over the column's
-    target buckets only, sorted afterwards
-    and indexed at the planned positions; a column whose targets hold more than `_MAX_FETCH` values gets
-    `percentile_cont` instead. Each column yields five output columns: s, sq, min, max, quantile array;
+    target buckets only, sorted afterwards and indexed at the planned positions; a column whose targets
+    hold more than `_MAX_FETCH` values gets `percentile_cont` instead. Each column yields five output columns: s, sq, min, max, quantile array;
     the `extra` aggregates (an `AggregatePlan`'s) follow them, evaluated in the same scan.
     """
     inner: list[sql.Composable] = []
