@@ -9,7 +9,8 @@ aggregates to the moments scan, so bad rows, quality row checks and KPIs need no
   bin split into sub-bins (more where the reference had more rows), geometric steps beyond the outer
   edges, and the band limits and the last edge as extra edges. Every fine bucket therefore lies in
   one histogram slot and on one side of the band, so histogram and outside-band counts are exact sums
-  of fine counts. NULL and non-finite values get sentinel buckets (null and invalid counts); a
+  of fine counts. NULL, NaN and ±Infinity get sentinel buckets (null and invalid counts, and the
+  `SpecialCount`s an `AggregatePlan` takes from them instead of a FILTER per row); a
   categorical column's bucket is its position among the stored categories.
 - moments: per numeric column sum and sum of squares of (x - shift) with shift = the reference mean,
   min and max, and the order statistics each quantile needs: the fine cumulative counts say which
@@ -40,7 +41,7 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,7 +67,7 @@ _FINITE = "({v} > '-Infinity'::float8 AND {v} < 'Infinity'::float8)"
 _FINE_SUBBINS = 256
 _MIN_SUB = 4
 _OUTER_STEPS = 32
-_NULL, _INVALID = -1, -2
+_NULL, _INF, _NAN = -1, -2, -3
 # Above this many values in a column's target buckets, its quantiles come from `percentile_cont`.
 _MAX_FETCH = 2_000_000
 # Hash aggregate and ordered-aggregate memory inside our own transaction (a few thousand groups; a third of
@@ -98,14 +99,64 @@ class Params:
         return sql.SQL("{}" + cast).format(sql.Placeholder(name))
 
 
+# Kinds of value a column's counts scan tells apart from its finite values (`SpecialCount`).
+NULL, NAN, INF, MISSING = "null", "nan", "inf", "missing"
+
+
+@dataclass(frozen=True)
+class SpecialCount:
+    """Rows of the window whose `column` holds one of `kinds`, which the summaries' counts scan also counts.
+
+    For a numeric column (a numeric SQL type, read as float8) the kinds are NULL, NAN and INF (either
+    sign); for a categorical column MISSING, a value without a category key (NULL, or NaN in a float
+    column). An aggregate planned with one is read from that scan when it covered the column.
+    """
+
+    column: str
+    kinds: frozenset[str]
+
+
+@dataclass(frozen=True)
+class OutsideCount:
+    """Rows whose numeric `column` holds a finite value below `low` or above `high` (at or beyond, where strict).
+
+    The counts scan answers it when both limits are edges of the column's fine buckets, which
+    `cut_points` makes them: x < low_cut below, x >= high_cut above.
+    """
+
+    column: str
+    low: float | None
+    high: float | None
+    strict_low: bool = False
+    strict_high: bool = False
+
+    def cut_points(self) -> tuple[float | None, float | None]:
+        low = None if self.low is None else math.nextafter(self.low, math.inf) if self.strict_low else self.low
+        high = None if self.high is None else self.high if self.strict_high else math.nextafter(self.high, math.inf)
+        return low, high
+
+
+@dataclass(frozen=True)
+class NotInCount:
+    """Rows whose categorical `column` has a category key (not NULL) outside `values`."""
+
+    column: str
+    values: frozenset[str]
+
+
+Derivable = SpecialCount | OutsideCount | NotInCount
+
+
 class AggregatePlan:
     """Plain aggregates of one window that several modules need, evaluated together in one scan.
 
     Each module adds named aggregate expressions before the scan and reads their values back by name
     after it. `summaries_in_database` folds the plan into its moments scan (a plain aggregate, which
-    PostgreSQL runs in parallel); `execute` evaluates it alone when nothing else scanned the window.
-    Expressions bind values through `params`, and every query composed with this plan's `window` or
-    `params` must be executed with `params.values`.
+    PostgreSQL runs in parallel), after taking from its counts scan every aggregate that is a
+    `Derivable` count of a column it grouped (a FILTER per row is the dominant cost of the scan); `execute`
+    evaluates the plan alone when nothing else scanned the window. Expressions bind values through
+    `params`, and every query composed with this plan's `window` or `params` must be executed with
+    `params.values`.
     """
 
     def __init__(self, cfg: EndpointConfig, start: datetime, end: datetime) -> None:
@@ -113,22 +164,50 @@ class AggregatePlan:
         self.params = Params()
         self.window = window_rows(cfg, self.params, start, end)
         self._items: dict[str, sql.Composable] = {}
+        self._derivable: dict[str, Derivable] = {}
+        self._taken: dict[str, int] = {}
         self._values: dict[str, Any] | None = None
         self.seconds: float | None = None
 
-    def add(self, name: str, expr: sql.Composable) -> None:
-        """Plan `expr` under `name`; modules needing the same aggregate may add it twice under one name."""
-        if self._values is not None:
+    def add(self, name: str, expr: sql.Composable, derivable: Derivable | None = None) -> None:
+        """Plan `expr` under `name`; modules needing the same aggregate may add it twice under one name.
+
+        `derivable` says that `expr` counts exactly those rows, so a counts scan may answer it instead.
+        """
+        if self._values is not None or self._taken:
             raise RuntimeError(f"aggregate {name!r} added after the plan was evaluated")
         known = self._items.get(name)
         if known is not None and known != expr:
             raise ValueError(f"aggregate {name!r} is already planned as another expression")
         self._items[name] = expr
+        if derivable is not None:
+            self._derivable[name] = derivable
+
+    @property
+    def derivables(self) -> list[Derivable]:
+        return list(self._derivable.values())
+
+    def take_counts(self, answer: Callable[[Derivable], int | None]) -> None:
+        """Answer the derivable aggregates `answer` knows (it returns None for the others)."""
+        if self._values is not None:
+            return
+        for name, derivable in self._derivable.items():
+            if (n := answer(derivable)) is not None:
+                self._taken[name] = n
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    @property
+    def answered(self) -> set[str]:
+        """The aggregates a counts scan answered: none of them costs a FILTER in the plan's own scan."""
+        return set(self._taken)
 
     @property
     def expressions(self) -> list[sql.Composable]:
-        """The planned expressions, in the order `fill` expects their values."""
-        return list(self._items.values())
+        """The expressions still to evaluate, in the order `fill` expects their values."""
+        return [e for name, e in self._items.items() if name not in self._taken]
 
     @property
     def evaluated(self) -> bool:
@@ -136,7 +215,8 @@ class AggregatePlan:
 
     def fill(self, values: Sequence[Any], seconds: float | None = None) -> None:
         """Take the values of `expressions` from the scan that evaluated them."""
-        self._values = dict(zip(self._items, values, strict=True))
+        pending = [name for name in self._items if name not in self._taken]
+        self._values = {**dict(zip(pending, values, strict=True)), **self._taken}
         self.seconds = seconds
 
     def execute(self, conn: psycopg.Connection) -> None:
@@ -145,7 +225,7 @@ class AggregatePlan:
             return
         began = time.perf_counter()
         row: Sequence[Any] = ()
-        if self._items:
+        if self.expressions:
             query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(self.expressions), self.window)
             row = conn.execute(query, self.params.values).fetchone() or ()
         self.fill(row, round(time.perf_counter() - began, 4))
@@ -250,8 +330,9 @@ class _Fine:
         return lo, hi
 
 
-def _fine_buckets(col: NumericProfile, band_k: float) -> _Fine:
-    """Edges refining the stored ones; every resulting bucket sits in one histogram slot and one band side."""
+def _fine_buckets(col: NumericProfile, band_k: float, cuts: Sequence[float] = ()) -> _Fine:
+    """Edges refining the stored ones; every resulting bucket sits in one histogram slot and one band side,
+    and on one side of each of the `cuts` (the limits of `OutsideCount`s)."""
     e = list(col.edges)
     inner = col.counts[1:len(e)]
     total = sum(inner)
@@ -266,7 +347,7 @@ def _fine_buckets(col: NumericProfile, band_k: float) -> _Fine:
         points.update((e[0] - step * 2.0 ** s, e[-1] + step * 2.0 ** s))
     low, high = col.mean - band_k * col.std, col.mean + band_k * col.std
     # x == edges[-1] belongs to the last inner bin and x == high is inside the band: both get a bucket of their own
-    points.update((low, high, math.nextafter(high, math.inf), math.nextafter(e[-1], math.inf)))
+    points.update((low, high, math.nextafter(high, math.inf), math.nextafter(e[-1], math.inf), *cuts))
     edges = tuple(sorted(x for x in points if math.isfinite(x)))
     slots, outside = [0], [edges[0] <= low]
     for b in range(1, len(edges) + 1):
@@ -282,10 +363,11 @@ def _bucket(col: ColumnProfile, fine: dict[str, _Fine], pgtype: str, p: Params) 
     if isinstance(col, NumericProfile):
         v = _as_float(col.name)
         return sql.SQL(
-            "CASE WHEN {v} IS NULL THEN {null} WHEN {f} THEN width_bucket({v}, {edges}) ELSE {invalid} END"
+            "CASE WHEN {v} IS NULL THEN {null} WHEN {f} THEN width_bucket({v}, {edges})"
+            " WHEN {v} = 'NaN'::float8 THEN {nan} ELSE {inf} END"
         ).format(
             v=v, null=p(_NULL, "::int"), f=finite(v), edges=p(list(fine[col.name].edges), "::float8[]"),
-            invalid=p(_INVALID, "::int"))
+            nan=p(_NAN, "::int"), inf=p(_INF, "::int"))
     key = category_key(col.name, pgtype)
     return sql.SQL(
         "CASE WHEN {k} IS NULL THEN {null} ELSE coalesce(array_position({cats}, {k}), {unseen}) - 1 END"
@@ -405,8 +487,9 @@ def _moments_query(
     elsewhere the aggregates' own skipping of NULL gives the same result, and a FILTER per aggregate
     costs more CPU than the aggregate. Order statistics come from one `array_agg` over the column's
     target buckets only, sorted afterwards and indexed at the planned positions; a column whose targets
-    hold more than `_MAX_FETCH` values gets `percentile_cont` instead. Each column yields five output columns: s, sq, min, max, quantile array;
-    the `extra` aggregates (an `AggregatePlan`'s) follow them, evaluated in the same scan.
+    hold more than `_MAX_FETCH` values gets `percentile_cont` instead. Each column yields five output
+    columns: s, sq, min, max, quantile array; the `extra` aggregates (an `AggregatePlan`'s) follow them,
+    evaluated in the same scan.
     """
     inner: list[sql.Composable] = []
     outer: list[sql.Composable] = []
@@ -519,7 +602,7 @@ def _summaries(
                                         unseen_count=slots[-1])
             continue
         f = fine[c.name]
-        invalid = buckets.get(_INVALID, 0)
+        invalid = buckets.get(_INF, 0) + buckets.get(_NAN, 0)
         if non_finite_as_null:
             nulls, invalid = nulls + invalid, 0
         hist = [0] * (len(c.edges) + 1)
@@ -531,6 +614,59 @@ def _summaries(
         if total:
             plans[c.name] = _plan_quantiles(valid, total)
     return out, plans
+
+
+def _cuts(cols: list[ColumnProfile], plan: AggregatePlan | None) -> dict[str, list[float]]:
+    """Per numeric column, the finite limits of the plan's `OutsideCount`s: extra fine bucket edges."""
+    out: dict[str, list[float]] = {c.name: [] for c in cols if isinstance(c, NumericProfile)}
+    for d in plan.derivables if plan is not None and not plan.evaluated else []:
+        if isinstance(d, OutsideCount) and d.column in out:
+            out[d.column] += [x for x in d.cut_points() if x is not None and math.isfinite(x)]
+    return out
+
+
+class _Answers:
+    """What the counts scan says about an `AggregatePlan`'s derivable counts (None: it cannot say)."""
+
+    def __init__(self, cols: list[ColumnProfile], counts: list[dict[int, int]], fine: dict[str, _Fine],
+                 types: dict[str, str]) -> None:
+        self.cols = {c.name: c for c in cols}
+        self.buckets = {c.name: b for c, b in zip(cols, counts, strict=True)}
+        self.fine, self.types = fine, types
+
+    def __call__(self, d: Derivable) -> int | None:
+        col, buckets = self.cols.get(d.column), self.buckets.get(d.column, {})
+        if isinstance(col, CategoricalProfile):
+            if isinstance(d, SpecialCount) and d.kinds == {MISSING}:
+                return buckets.get(_NULL, 0)
+            if isinstance(d, NotInCount) and d.values <= set(col.categories):  # else unseen mixes both sides
+                kept = {i for i, c in enumerate(col.categories) if c in d.values}
+                return sum(n for b, n in buckets.items() if b >= 0 and b not in kept)
+            return None
+        if not isinstance(col, NumericProfile) or self.types.get(d.column) not in NUMBER_TYPES:
+            return None
+        if isinstance(d, SpecialCount):
+            known = {NULL: buckets.get(_NULL, 0), NAN: buckets.get(_NAN, 0), INF: buckets.get(_INF, 0)}
+            return sum(known[k] for k in d.kinds) if d.kinds <= known.keys() else None
+        if isinstance(d, OutsideCount):
+            return self._outside(d, self.fine[d.column], buckets)
+        return None
+
+    @staticmethod
+    def _outside(d: OutsideCount, fine: _Fine, buckets: dict[int, int]) -> int | None:
+        low, high = d.cut_points()
+        if any(x is not None and x not in fine.edges for x in (low, high)):
+            return None  # a limit that is not an edge (not finite): the FILTER decides
+        if low is not None and high is not None and low > high:
+            return None  # crossed limits: a value may be on both sides
+        out = 0
+        for b, n in buckets.items():
+            if b < 0:
+                continue
+            lo, hi = fine.bounds(b)
+            if (low is not None and hi <= low) or (high is not None and lo >= high):
+                out += n
+        return out
 
 
 def _operational_rows(rows: list[tuple], start: datetime, has_errors: bool) -> list[tuple[datetime, str, float]]:
@@ -570,7 +706,8 @@ def summaries_in_database(
     src = cfg.source
     cols = _columns(cfg, profile)
     needed = [src.timestamp_column, *(c.name for c in cols), *(c for c in (src.latency_column, src.error_column) if c)]
-    fine = {c.name: _fine_buckets(c, band_k) for c in cols if isinstance(c, NumericProfile)}
+    cuts = _cuts(cols, plan)
+    fine = {c.name: _fine_buckets(c, band_k, cuts[c.name]) for c in cols if isinstance(c, NumericProfile)}
     numeric = [c for c in cols if isinstance(c, NumericProfile)]
     timings: dict[str, float] = {}
 
@@ -592,11 +729,13 @@ def summaries_in_database(
         counts = _group_counts(run("counts", *_counts_query(cfg, cols, fine, types, start, end)), len(cols)) \
             if cols else []
         summaries, plans = _summaries(cols, counts, fine, non_finite_as_null)
+        if plan is not None:
+            plan.take_counts(_Answers(cols, counts, fine, types))
         moments: Sequence[Any] = ()
         extra = plan.expressions if plan is not None and not plan.evaluated else []
         if numeric:
             p = plan.params if plan is not None else Params()
-            non_finite = {c.name for c, b in zip(cols, counts, strict=True) if b.get(_INVALID)}
+            non_finite = {c.name for c, b in zip(cols, counts, strict=True) if b.get(_INF) or b.get(_NAN)}
             moments = run("moments", _moments_query(cfg, numeric, plans, fine, start, end, p, extra, non_finite),
                           p.values)[0]
             if plan is not None and not plan.evaluated:

@@ -29,7 +29,18 @@ from monitoring_lib.applications import AppResult
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.errors import SourceError
 from monitoring_lib.frames import BadRowReport
-from monitoring_lib.pushdown import NUMBER_TYPES, AggregatePlan, DuplicateIds, error_flag, finite
+from monitoring_lib.pushdown import (
+    INF,
+    MISSING,
+    NAN,
+    NULL,
+    NUMBER_TYPES,
+    AggregatePlan,
+    DuplicateIds,
+    SpecialCount,
+    error_flag,
+    finite,
+)
 
 _NUMERIC_OK = NUMBER_TYPES | {"bool"}
 
@@ -51,30 +62,36 @@ def require_numeric_types(cfg: EndpointConfig, types: dict[str, str]) -> None:
                           f"({listed}); cast them in the source's `sql:` query or use compute: memory")
 
 
-def _defects(cfg: EndpointConfig, types: dict[str, str]) -> list[tuple[str, sql.Composable]]:
-    """(reason, condition) pairs in the order `normalise_frame` notes them."""
+_Defect = tuple[str, sql.Composable, SpecialCount | None]
+
+
+def _defects(cfg: EndpointConfig, types: dict[str, str]) -> list[_Defect]:
+    """(reason, condition, the same count as a `SpecialCount` when it is one) in the order `normalise_frame`
+    notes them."""
     src = cfg.source
-    errored: sql.Composable = (
-        error_flag(src.error_column, types[src.error_column]) if src.error_column and src.error_column in types
-        else sql.SQL("false"))
-    out: list[tuple[str, sql.Composable]] = []
+    has_errors = bool(src.error_column and src.error_column in types)
+    errored: sql.Composable = error_flag(src.error_column, types[src.error_column]) if has_errors else sql.SQL("false")
+    out: list[_Defect] = []
     for col in _numeric_columns(cfg):
         if col not in types:
             continue
         v = sql.SQL("{}::float8").format(sql.Identifier(col))
-        out.append((f"non_finite:{col}", sql.SQL("{v} IN ('Infinity'::float8, '-Infinity'::float8)").format(v=v)))
+        number = types[col] in NUMBER_TYPES
+        out.append((f"non_finite:{col}", sql.SQL("{v} IN ('Infinity'::float8, '-Infinity'::float8)").format(v=v),
+                    SpecialCount(col, frozenset({INF})) if number else None))
         missing = sql.SQL("({v} IS NULL OR {v} = 'NaN'::float8)").format(v=v)
-        if col == src.prediction_column:
-            missing = sql.SQL("({m} AND NOT {e})").format(m=missing, e=errored)
-        out.append((f"null:{col}", missing))
+        special = SpecialCount(col, frozenset({NULL, NAN})) if number else None
+        if col == src.prediction_column and has_errors:  # a prediction may be missing on an error row
+            missing, special = sql.SQL("({m} AND NOT {e})").format(m=missing, e=errored), None
+        out.append((f"null:{col}", missing, special))
     for col in src.categorical_features:
         if col in types:
             c = sql.Identifier(col)
             cond = (sql.SQL("({c} IS NULL OR {c}::float8 = 'NaN'::float8)").format(c=c)
                     if types[col] in ("float4", "float8") else sql.SQL("{} IS NULL").format(c))
-            out.append((f"null:{col}", cond))
+            out.append((f"null:{col}", cond, SpecialCount(col, frozenset({MISSING}))))
     if src.request_id_column in types:
-        out.append(("null_request_id", sql.SQL("{} IS NULL").format(sql.Identifier(src.request_id_column))))
+        out.append(("null_request_id", sql.SQL("{} IS NULL").format(sql.Identifier(src.request_id_column)), None))
     return out
 
 
@@ -89,18 +106,18 @@ class BadRowsPlan:
         self.cfg, self.types, self.plan = cfg, types, plan
         self.defects = _defects(cfg, types)
         self.any_defect: sql.Composable = sql.SQL(" OR ").join(
-            sql.SQL("coalesce({}, false)").format(c) for _, c in self.defects) if self.defects else sql.SQL("false")
+            sql.SQL("coalesce({}, false)").format(c) for _, c, _ in self.defects) if self.defects else sql.SQL("false")
         plan.add("rows", sql.SQL("count(*)"))
         plan.add("bad_rows.flagged", sql.SQL("count(*) FILTER (WHERE {})").format(self.any_defect))
-        for reason, cond in self.defects:
-            plan.add(f"bad_rows.{reason}", sql.SQL("count(*) FILTER (WHERE {})").format(cond))
+        for reason, cond, special in self.defects:
+            plan.add(f"bad_rows.{reason}", sql.SQL("count(*) FILTER (WHERE {})").format(cond), special)
 
     def report(self, conn: psycopg.Connection) -> tuple[BadRowReport, DuplicateIds | None]:
         """The window's `BadRowReport` and, when the source has a request id column, its duplicated rows."""
         plan = self.plan
         plan.execute(conn)
         rows, flagged = int(plan["rows"]), int(plan["bad_rows.flagged"])
-        reasons = {name: n for name, _ in self.defects if (n := int(plan[f"bad_rows.{name}"]))}
+        reasons = {name: n for name, _, _ in self.defects if (n := int(plan[f"bad_rows.{name}"]))}
         rid = self.cfg.source.request_id_column
         if rid not in self.types:
             return BadRowReport(rows=rows, bad_rows=flagged, by_reason=reasons), None

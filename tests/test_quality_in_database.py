@@ -8,6 +8,7 @@ compares every result field by field: the rows `write_quality_results` stores mu
 from __future__ import annotations
 
 import math
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from psycopg import sql
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.frames import normalise_frame
-from monitoring_lib.pushdown import AggregatePlan, DuplicateIds
+from monitoring_lib.pushdown import AggregatePlan, DuplicateIds, summaries_in_database
 from monitoring_lib.pushdown_rows import BadRowsPlan, bad_rows_in_database
 from monitoring_lib.quality import write_quality_results
 from monitoring_lib.quality.in_database import QualityPlan, run_quality_in_database
@@ -320,3 +321,55 @@ def test_without_a_request_id_column_nothing_is_shared(conn, db_url) -> None:
     assert {"duplicate_request_id", "null_request_id"}.isdisjoint(bad.by_reason)
     # the uniqueness check then groups the window itself
     assert_same(memory, quality.outcome(conn, None))
+
+
+def test_counts_the_summaries_scan_answers_equal_the_filters_they_replace(conn) -> None:
+    """Null, non-finite, range and set counts read from the fine buckets equal the FILTERs, edge values included."""
+    amount = "claimed_amount"
+    extras = [
+        *SUPPORTED_EXTRAS,
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": amount, "min_value": 10_000}},
+        {"type": "expect_column_values_to_be_between",
+         "kwargs": {"column": amount, "min_value": 10_000, "max_value": 10_000, "strict_min": True}},
+        {"type": "expect_column_values_to_be_between",
+         "kwargs": {"column": amount, "max_value": 10_000.0, "strict_max": True}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": amount, "min_value": 3000, "max_value": 0}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 95, "max_value": 95}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "max_value": sys.float_info.max}},
+        {"type": "expect_column_values_to_be_in_set",
+         "kwargs": {"column": "region", "value_set": ["north", "atlantis"]}},
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "region", "value_set": []}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "region"}},
+    ]  # fmt: skip
+    cfg = make_cfg(extra_expectations=extras)
+    create_source(conn, seeded_rows())
+    types = describe_source(conn, cfg.source)
+
+    def planned() -> AggregatePlan:
+        plan = AggregatePlan(cfg, START, END)
+        BadRowsPlan(cfg, types, plan)
+        QualityPlan(cfg, PROFILE, types, plan, now=NOW)
+        return plan
+
+    derived, direct = planned(), planned()
+    summaries_in_database(conn, cfg, PROFILE, START, END, cfg.drift.band_k, non_finite_as_null=True, plan=derived)
+    direct.execute(conn)
+    assert not direct.answered
+    assert {name: derived[name] for name in derived.names} == {name: direct[name] for name in direct.names}
+    answered = derived.answered
+    assert {"bad_rows.null:claimed_amount", "bad_rows.non_finite:claimed_amount", "bad_rows.null:region"} <= answered
+    assert "bad_rows.null:prediction" not in answered  # missing on error rows is allowed: a FILTER of its own
+    quality = QualityPlan(cfg, PROFILE, types, AggregatePlan(cfg, START, END), now=NOW)
+    index = {c.spec.id: i for i, c in enumerate(quality.checks)}
+
+    def unexpected_answered(check_id: str) -> bool:
+        return f"quality.{index[check_id]}.unexpected" in answered
+
+    assert unexpected_answered("range:claimed_amount") and unexpected_answered("in_set:region")
+    assert unexpected_answered(f"extra[{len(SUPPORTED_EXTRAS) + 1}]:expect_column_values_to_be_between:{amount}")
+    # crossed bounds, a limit with no finite edge above it and a set with an unseen category stay FILTERs
+    for i in (3, 5, 6):
+        extra = extras[len(SUPPORTED_EXTRAS) + i]
+        check_id = f"extra[{len(SUPPORTED_EXTRAS) + i}]:{extra['type']}:{extra['kwargs']['column']}"
+        assert not unexpected_answered(check_id)
+    assert derived["bad_rows.non_finite:claimed_amount"] == 2 and derived["bad_rows.null:claimed_amount"] == 1

@@ -25,6 +25,7 @@ dropped. Identifiers are quoted with `psycopg.sql`; bounds, sets and window limi
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,10 +39,18 @@ from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.errors import SourceError
 from monitoring_lib.pushdown import (
+    INF,
+    MISSING,
+    NAN,
+    NULL,
     NUMBER_TYPES,
     AggregatePlan,
+    Derivable,
     DuplicateIds,
+    NotInCount,
+    OutsideCount,
     Params,
+    SpecialCount,
     category_key,
     error_flag,
     finite,
@@ -246,6 +255,43 @@ def _row_check(
     return _RowCheck(spec, domain, col.value, unexpected, float(mostly))
 
 
+def _derivable(check: _RowCheck, cols: dict[str, _Column]) -> tuple[Derivable | None, Derivable | None]:
+    """The check's (null, unexpected) rows as counts the summaries' counts scan can give, where it can.
+
+    That is for a check over every row of a numeric column of a numeric SQL type (null = NULL, NaN or
+    ±Infinity; between = finite values beyond the bounds) or of a categorical column (null = no key;
+    in-set = keys outside the set).
+    """
+    if check.domain != sql.SQL("true"):
+        return None, None
+    kw, kind = check.spec.kwargs, check.spec.expectation_type
+    name = kw["column"]
+    col = cols[name]
+    if col.kind == "numeric" and col.pgtype in NUMBER_TYPES:
+        nulls: Derivable = SpecialCount(name, frozenset({NULL, NAN, INF}))
+        if kind == NOT_NULL:
+            return nulls, nulls
+        bounds = [kw.get("min_value"), kw.get("max_value")]
+        if kind == BETWEEN and all(b is None or _finite_number(b) for b in bounds):
+            low, high = (None if b is None else float(b) for b in bounds)
+            return nulls, OutsideCount(name, low, high, bool(kw.get("strict_min")), bool(kw.get("strict_max")))
+        return nulls, None
+    if col.kind == "category":
+        missing: Derivable = SpecialCount(name, frozenset({MISSING}))
+        values = kw.get("value_set")
+        if kind == IN_SET and values is not None and all(isinstance(v, str) for v in values):
+            return missing, NotInCount(name, frozenset(values))
+        return missing, missing if kind == NOT_NULL else None
+    return None, None
+
+
+def _finite_number(value: object) -> bool:
+    try:
+        return is_number(value) and math.isfinite(float(value))  # type: ignore[arg-type]
+    except OverflowError:  # an int beyond float range
+        return False
+
+
 def _duplicates(check: _RowCheck, window: sql.Composable) -> sql.Composed:
     """Values of the check's rows that occur more than once (GROUP BY position: the value may hold literals)."""
     return sql.SQL("SELECT {v} FROM {w} AND {d} AND {v} IS NOT NULL GROUP BY 1 HAVING count(*) > 1").format(
@@ -302,14 +348,15 @@ class QualityPlan:
         # nulls are its unexpected rows
         plan.add("rows", sql.SQL("count(*)"))
         for i, c in enumerate(self.checks):
+            nulls, unexpected = _derivable(c, cols)
             if not self._over_all_rows(c):
                 plan.add(f"quality.{i}.element", sql.SQL("count(*) FILTER (WHERE {})").format(c.domain))
             if c.spec.expectation_type != NOT_NULL:
                 plan.add(f"quality.{i}.nulls",
-                         sql.SQL("count(*) FILTER (WHERE {} AND {} IS NULL)").format(c.domain, c.value))
+                         sql.SQL("count(*) FILTER (WHERE {} AND {} IS NULL)").format(c.domain, c.value), nulls)
             if c.unexpected is not None:
                 plan.add(f"quality.{i}.unexpected",
-                         sql.SQL("count(*) FILTER (WHERE {} AND {})").format(c.domain, c.unexpected))
+                         sql.SQL("count(*) FILTER (WHERE {} AND {})").format(c.domain, c.unexpected), unexpected)
 
     @staticmethod
     def _over_all_rows(check: _RowCheck) -> bool:
