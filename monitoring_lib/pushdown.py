@@ -56,6 +56,7 @@ from monitoring_lib.drift.profile import QUANTILES, CategoricalProfile, ColumnPr
 from monitoring_lib.drift.summaries import QUANTILE_KEYS, ColumnSummary
 from monitoring_lib.errors import DatabaseUnavailableError, ProfileNotFittedError, SourceError
 from monitoring_lib.operational import BUCKET, LATENCY_QUANTILES
+from monitoring_lib.snapshot import Beside
 from monitoring_lib.source import describe_source, source_relation
 
 _FLOAT_TYPES = {"float4", "float8"}
@@ -693,6 +694,7 @@ def summaries_in_database(
     *,
     non_finite_as_null: bool = False,
     plan: AggregatePlan | None = None,
+    beside: Beside | None = None,
 ) -> PushdownResult:
     """Column summaries, row count and operational buckets of [start, end), aggregated by PostgreSQL.
 
@@ -700,6 +702,8 @@ def summaries_in_database(
     `frames.normalise_frame`; by default they are reported separately as invalid. A `plan` of the same
     window is evaluated in the moments scan (in a scan of its own when no column is numeric), so its
     aggregates cost no extra pass over the rows. Without a profile only the operational part is computed.
+    With `beside` (a session on the same snapshot), the operational query runs there during the counts
+    scan, which PostgreSQL runs on one core.
     """
     if plan is not None and (plan.start, plan.end) != (start, end):
         raise ValueError(f"aggregate plan of [{plan.start}, {plan.end}) given for [{start}, {end})")
@@ -711,9 +715,10 @@ def summaries_in_database(
     numeric = [c for c in cols if isinstance(c, NumericProfile)]
     timings: dict[str, float] = {}
 
-    def run(name: str, query: sql.Composed, params: dict[str, Any]) -> list[tuple]:
+    def run(name: str, query: sql.Composed, params: dict[str, Any], on: psycopg.Connection = conn) -> list[tuple]:
         began = time.perf_counter()
-        rows = conn.execute(query, params).fetchall()
+        with query_errors(cfg.endpoint_id, "summary query"):
+            rows = on.execute(query, params).fetchall()
         timings[name] = round(time.perf_counter() - began, 4)
         return rows
 
@@ -726,6 +731,9 @@ def summaries_in_database(
         missing = [c for c in dict.fromkeys(needed) if c not in types]
         if missing:
             raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
+        operational_query = _operational_query(cfg, types, start, end)
+        operational_job = beside.submit(lambda twin: run("operational", *operational_query, on=twin)) \
+            if beside is not None else None
         counts = _group_counts(run("counts", *_counts_query(cfg, cols, fine, types, start, end)), len(cols)) \
             if cols else []
         summaries, plans = _summaries(cols, counts, fine, non_finite_as_null)
@@ -743,7 +751,8 @@ def summaries_in_database(
         elif plan is not None:
             plan.execute(conn)
             timings["aggregates"] = plan.seconds or 0.0
-        operational = run("operational", *_operational_query(cfg, types, start, end))
+        operational = operational_job.result() if operational_job is not None else run("operational",
+                                                                                        *operational_query)
     for i, c in enumerate(numeric):
         located = plans.get(c.name)
         if located is None:  # no finite value: nothing to add

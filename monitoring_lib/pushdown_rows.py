@@ -112,29 +112,45 @@ class BadRowsPlan:
         for reason, cond, special in self.defects:
             plan.add(f"bad_rows.{reason}", sql.SQL("count(*) FILTER (WHERE {})").format(cond), special)
 
-    def report(self, conn: psycopg.Connection) -> tuple[BadRowReport, DuplicateIds | None]:
-        """The window's `BadRowReport` and, when the source has a request id column, its duplicated rows."""
+    @property
+    def _request_id(self) -> sql.Identifier | None:
+        rid = self.cfg.source.request_id_column
+        return sql.Identifier(rid) if rid in self.types else None
+
+    def repeated_ids(self, conn: psycopg.Connection) -> tuple[int, int]:
+        """(occurrences after the first, rows sharing an id) over the non-null request ids of the window.
+
+        Needs nothing from the plan's scan, so it may run on another session of the same snapshot.
+        """
+        ident = self._request_id
+        if ident is None:
+            return 0, 0
+        ids = sql.SQL("SELECT count(*) AS n FROM {w} AND {id} IS NOT NULL GROUP BY {id} HAVING count(*) > 1").format(
+            w=self.plan.window, id=ident)
+        row = conn.execute(sql.SQL("SELECT coalesce(sum(n - 1), 0), coalesce(sum(n), 0) FROM ({}) AS ids").format(ids),
+                           self.plan.params.values).fetchone()
+        return int(row[0]), int(row[1])
+
+    def report(
+        self, conn: psycopg.Connection, repeated: tuple[int, int] | None = None
+    ) -> tuple[BadRowReport, DuplicateIds | None]:
+        """The window's `BadRowReport` and, when the source has a request id column, its duplicated rows.
+
+        `repeated` is `repeated_ids` when it already ran.
+        """
         plan = self.plan
         plan.execute(conn)
         rows, flagged = int(plan["rows"]), int(plan["bad_rows.flagged"])
         reasons = {name: n for name, _, _ in self.defects if (n := int(plan[f"bad_rows.{name}"]))}
-        rid = self.cfg.source.request_id_column
-        if rid not in self.types:
+        ident = self._request_id
+        if ident is None:
             return BadRowReport(rows=rows, bad_rows=flagged, by_reason=reasons), None
-        duplicated = 0
-        if rows:
-            ident = sql.Identifier(rid)
-            ids = sql.SQL("SELECT count(*) AS n FROM {w} AND {id} IS NOT NULL GROUP BY {id} HAVING count(*) > 1"
-                          ).format(w=plan.window, id=ident)
-            repeats, duplicated = conn.execute(
-                sql.SQL("SELECT coalesce(sum(n - 1), 0), coalesce(sum(n), 0) FROM ({}) AS ids").format(ids),
-                plan.params.values,
-            ).fetchone()
-            repeats, duplicated = int(repeats), int(duplicated)
-            if repeats:
-                reasons["duplicate_request_id"] = repeats
-                flagged += self._duplicate_bad_rows(conn, ident)
-        return BadRowReport(rows=rows, bad_rows=flagged, by_reason=reasons), DuplicateIds(rid, duplicated)
+        repeats, duplicated = repeated if repeated is not None else self.repeated_ids(conn) if rows else (0, 0)
+        if repeats:
+            reasons["duplicate_request_id"] = repeats
+            flagged += self._duplicate_bad_rows(conn, ident)
+        return (BadRowReport(rows=rows, bad_rows=flagged, by_reason=reasons),
+                DuplicateIds(self.cfg.source.request_id_column, duplicated))
 
     def _duplicate_bad_rows(self, conn: psycopg.Connection, ident: sql.Identifier) -> int:
         """Bad rows the duplicates add to `flagged`: per duplicated id with n rows, k of them otherwise

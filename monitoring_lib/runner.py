@@ -179,9 +179,10 @@ def _compute_in_database(
 ) -> tuple[_Computed, datetime | None, datetime | None]:
     """`compute: database`: the same results from aggregate queries in one snapshot; no row leaves PostgreSQL."""
     from monitoring_lib.drift.engine import compute_drift
-    from monitoring_lib.pushdown import AggregatePlan, raise_work_mem, summaries_in_database
+    from monitoring_lib.pushdown import AggregatePlan, query_errors, raise_work_mem, summaries_in_database
     from monitoring_lib.pushdown_rows import BadRowsPlan, KpiPlan, require_numeric_types
     from monitoring_lib.quality.in_database import QualityPlan
+    from monitoring_lib.snapshot import beside
     from monitoring_lib.source import describe_source
 
     with connect(url) as conn, conn.transaction():
@@ -193,11 +194,17 @@ def _compute_in_database(
         plan = AggregatePlan(cfg, start, end)
         bad_rows, kpis = BadRowsPlan(cfg, types, plan), KpiPlan(cfg, types, plan)
         quality = QualityPlan(cfg, profile, types, plan, now=now) if cfg.quality.enabled else None
-        with stage("summaries"):
+        # the grouping by request id (shared with its uniqueness check) and the operational buckets run on a
+        # second session of the same snapshot while PostgreSQL hashes the summaries' counts on one core
+        with stage("summaries"), beside(conn, url) as side:
+            with query_errors(cfg.endpoint_id, "bad-row query"):
+                repeated = side.submit(bad_rows.repeated_ids)
             pushed = summaries_in_database(conn, cfg, profile, start, end, cfg.drift.band_k, non_finite_as_null=True,
-                                           plan=plan)
-        with stage("bad_rows"):  # the one grouping by request id, shared with its uniqueness check
-            bad, duplicates = bad_rows.report(conn)
+                                           plan=plan, beside=side)
+            with query_errors(cfg.endpoint_id, "bad-row query"):
+                repeated_ids = repeated.result()
+        with stage("bad_rows"):
+            bad, duplicates = bad_rows.report(conn, repeated_ids)
             result = _Computed(bad=bad)
         if not result.bad.rows:
             return result, None, None
