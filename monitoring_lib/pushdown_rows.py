@@ -125,8 +125,7 @@ class BadRowsPlan:
         ident = self._request_id
         if ident is None:
             return 0, 0
-        ids = sql.SQL("SELECT count(*) AS n FROM {w} AND {id} IS NOT NULL GROUP BY {id} HAVING count(*) > 1").format(
-            w=self.plan.window, id=ident)
+        ids = self._repeated(ident, sql.SQL("count(*) AS n"))
         row = conn.execute(sql.SQL("SELECT coalesce(sum(n - 1), 0), coalesce(sum(n), 0) FROM ({}) AS ids").format(ids),
                            self.plan.params.values).fetchone()
         return int(row[0]), int(row[1])
@@ -162,10 +161,14 @@ class BadRowsPlan:
         plan = self.plan
         query = sql.SQL(
             "SELECT coalesce(sum(n - 1 + (k = n)::int - k), 0) FROM (SELECT count(*) AS n,"
-            " count(*) FILTER (WHERE {any}) AS k FROM {w} AND {id} IN (SELECT {id} FROM {w} AND {id} IS NOT NULL"
-            " GROUP BY {id} HAVING count(*) > 1) GROUP BY {id}) AS ids"
-        ).format(any=self.any_defect, w=plan.window, id=ident)
+            " count(*) FILTER (WHERE {any}) AS k FROM {w} AND {id} IN ({repeated}) GROUP BY {id}) AS ids"
+        ).format(any=self.any_defect, w=plan.window, id=ident, repeated=self._repeated(ident, ident))
         return int(conn.execute(query, plan.params.values).fetchone()[0])
+
+    def _repeated(self, ident: sql.Identifier, select: sql.Composable) -> sql.Composed:
+        """`select` per non-null request id of the window that occurs more than once."""
+        return sql.SQL("SELECT {s} FROM {w} AND {id} IS NOT NULL GROUP BY {id} HAVING count(*) > 1").format(
+            s=select, w=self.plan.window, id=ident)
 
 
 def bad_rows_in_database(
