@@ -206,9 +206,13 @@ class AggregatePlan:
         return set(self._taken)
 
     @property
+    def _pending(self) -> list[str]:
+        return [name for name in self._items if name not in self._taken]
+
+    @property
     def expressions(self) -> list[sql.Composable]:
         """The expressions still to evaluate, in the order `fill` expects their values."""
-        return [e for name, e in self._items.items() if name not in self._taken]
+        return [self._items[name] for name in self._pending]
 
     @property
     def evaluated(self) -> bool:
@@ -216,8 +220,7 @@ class AggregatePlan:
 
     def fill(self, values: Sequence[Any], seconds: float | None = None) -> None:
         """Take the values of `expressions` from the scan that evaluated them."""
-        pending = [name for name in self._items if name not in self._taken]
-        self._values = {**dict(zip(pending, values, strict=True)), **self._taken}
+        self._values = {**dict(zip(self._pending, values, strict=True)), **self._taken}
         self.seconds = seconds
 
     def execute(self, conn: psycopg.Connection) -> None:
