@@ -95,6 +95,27 @@ def _defects(cfg: EndpointConfig, types: dict[str, str]) -> list[_Defect]:
     return out
 
 
+def _any_defect(defects: list[_Defect]) -> sql.Composable:
+    """True for a row with at least one of `defects`, cheap per row.
+
+    A numeric column whose NULL, NaN and ±Infinity are all defects adds `x * 0` to one sum: 0 for a
+    finite x, NaN for NaN or ±Infinity, NULL for NULL, so the sum is 0 exactly when none of them is
+    defective. About fifty ORed conditions cost more per row than all the summaries' sums together.
+    """
+    kinds: dict[str, set[str]] = {}
+    for _, _, special in defects:
+        if special is not None:
+            kinds.setdefault(special.column, set()).update(special.kinds)
+    whole = [column for column, k in kinds.items() if k == {NULL, NAN, INF}]
+    parts: list[sql.Composable] = []
+    if whole:
+        zeros = [sql.SQL("{}::float8 * 0").format(sql.Identifier(c)) for c in whole]
+        parts.append(sql.SQL("({} = 0) IS NOT TRUE").format(sql.SQL(" + ").join(zeros)))
+    parts += [sql.SQL("coalesce({}, false)").format(cond) for _, cond, special in defects
+              if special is None or special.column not in whole]
+    return sql.SQL(" OR ").join(parts) if parts else sql.SQL("false")
+
+
 class BadRowsPlan:
     """Bad-row accounting in two steps: its counts ride on a shared `AggregatePlan`, then one grouping by id.
 
@@ -105,8 +126,7 @@ class BadRowsPlan:
     def __init__(self, cfg: EndpointConfig, types: dict[str, str], plan: AggregatePlan) -> None:
         self.cfg, self.types, self.plan = cfg, types, plan
         self.defects = _defects(cfg, types)
-        self.any_defect: sql.Composable = sql.SQL(" OR ").join(
-            sql.SQL("coalesce({}, false)").format(c) for _, c, _ in self.defects) if self.defects else sql.SQL("false")
+        self.any_defect = _any_defect(self.defects)
         plan.add("rows", sql.SQL("count(*)"))
         plan.add("bad_rows.flagged", sql.SQL("count(*) FILTER (WHERE {})").format(self.any_defect))
         for reason, cond, special in self.defects:

@@ -373,3 +373,18 @@ def test_counts_the_summaries_scan_answers_equal_the_filters_they_replace(conn) 
         check_id = f"extra[{len(SUPPORTED_EXTRAS) + i}]:{extra['type']}:{extra['kwargs']['column']}"
         assert not unexpected_answered(check_id)
     assert derived["bad_rows.non_finite:claimed_amount"] == 2 and derived["bad_rows.null:claimed_amount"] == 1
+
+
+def test_bad_rows_in_the_database_equal_normalise_frame_on_seeded_defects(conn, db_url) -> None:
+    """The one-sum defect test (x * 0 per numeric column) flags exactly the rows `normalise_frame` drops."""
+    cfg = make_cfg(extra_expectations=[])
+    rows = seeded_rows()
+    rows[120]["age"], rows[120]["claimed_amount"] = None, float("nan")  # two defects on one row
+    rows[121]["latency_ms"] = float("-inf")
+    rows[122]["prediction"], rows[122]["error"] = float("-inf"), True  # non-finite counts on error rows too
+    rows[123]["claimed_amount"] = sys.float_info.max  # finite: x * 0 is 0, not an overflow
+    create_source(conn, rows)
+    _, memory = normalise_frame(read_window(db_url, cfg, START, END), cfg)
+    database = bad_rows_in_database(conn, cfg, describe_source(conn, cfg.source), START, END)
+    assert database == memory
+    assert database.bad_rows == 19 and database.by_reason["null:claimed_amount"] == 2  # 16 defective rows, 3 repeats
