@@ -1,8 +1,10 @@
 """Interval summaries computed inside PostgreSQL: the same `ColumnSummary` values as `summarise_frame`.
 
-Raw rows never leave the database. Three aggregate queries, each one scan of the window, return a few
+Raw rows never leave the database. Four aggregate queries, each one scan of the window, return a few
 thousand numbers whatever the interval size (`AggregatePlan` lets other modules add their own plain
-aggregates to the moments scan, so bad rows, quality row checks and KPIs need no scan of their own):
+aggregates to the moments scan, so bad rows, quality row checks and KPIs need no scan of their own).
+The moments and operational scans need nothing from the counts scan, so with a second session on the
+same snapshot (`snapshot.Beside`) they run while PostgreSQL hashes the counts on one core:
 
 - counts: every column's fine bucket, hashed by `GROUPING SETS` (one set per column). A numeric
   column's fine buckets are `width_bucket` over a refined copy of the stored edges: every reference
@@ -13,11 +15,13 @@ aggregates to the moments scan, so bad rows, quality row checks and KPIs need no
   `SpecialCount`s an `AggregatePlan` takes from them instead of a FILTER per row); a
   categorical column's bucket is its position among the stored categories.
 - moments: per numeric column sum and sum of squares of (x - shift) with shift = the reference mean,
-  min and max, and the order statistics each quantile needs: the fine cumulative counts say which
-  bucket holds the k-th and (k+1)-th smallest finite value (k = floor(q * (n - 1)), NumPy's linear
+  min and max, and the plan's remaining aggregates.
+- quantiles: the order statistics each quantile needs: the fine cumulative counts say which bucket
+  holds the k-th and (k+1)-th smallest finite value (k = floor(q * (n - 1)), NumPy's linear
   interpolation), and one `array_agg` per column over those buckets only is sorted and indexed.
   Quantiles therefore equal `np.quantile` to floating-point rounding. A column whose target buckets
   hold more than `_MAX_FETCH` values (an interval far outside the reference) uses `percentile_cont`.
+  The moments of a column holding NaN or ±Infinity are computed again here over its finite values.
 - operational: the 5-minute buckets of `operational.bucket_metrics` (predictions, errors, latency
   avg/p50/p95/p99), aligned to the window start; their counts and min/max timestamps also give the
   window's row count and first/last timestamp.
@@ -152,12 +156,12 @@ class AggregatePlan:
     """Plain aggregates of one window that several modules need, evaluated together in one scan.
 
     Each module adds named aggregate expressions before the scan and reads their values back by name
-    after it. `summaries_in_database` folds the plan into its moments scan (a plain aggregate, which
-    PostgreSQL runs in parallel), after taking from its counts scan every aggregate that is a
-    `Derivable` count of a column it grouped (a FILTER per row is the dominant cost of the scan); `execute`
-    evaluates the plan alone when nothing else scanned the window. Expressions bind values through
-    `params`, and every query composed with this plan's `window` or `params` must be executed with
-    `params.values`.
+    after it. `summaries_in_database` first leaves to its counts scan every aggregate that is a
+    `Derivable` count of a column it groups (`defer`: a FILTER per row is the dominant cost of a scan),
+    then folds the rest into its moments scan, which runs beside the counts scan on a second session;
+    `execute` evaluates the plan alone when nothing else scanned the window. Expressions bind values
+    through `params`, and every query composed with this plan's `window` or `params` must be executed
+    with `params.values`.
     """
 
     def __init__(self, cfg: EndpointConfig, start: datetime, end: datetime) -> None:
@@ -166,6 +170,7 @@ class AggregatePlan:
         self.window = window_rows(cfg, self.params, start, end)
         self._items: dict[str, sql.Composable] = {}
         self._derivable: dict[str, Derivable] = {}
+        self._deferred: dict[str, Derivable] = {}
         self._taken: dict[str, int] = {}
         self._values: dict[str, Any] | None = None
         self.seconds: float | None = None
@@ -175,7 +180,7 @@ class AggregatePlan:
 
         `derivable` says that `expr` counts exactly those rows, so a counts scan may answer it instead.
         """
-        if self._values is not None or self._taken:
+        if self._values is not None or self._deferred:
             raise RuntimeError(f"aggregate {name!r} added after the plan was evaluated")
         known = self._items.get(name)
         if known is not None and known != expr:
@@ -188,13 +193,14 @@ class AggregatePlan:
     def derivables(self) -> list[Derivable]:
         return list(self._derivable.values())
 
-    def take_counts(self, answer: Callable[[Derivable], int | None]) -> None:
-        """Answer the derivable aggregates `answer` knows (it returns None for the others)."""
-        if self._values is not None:
-            return
-        for name, derivable in self._derivable.items():
-            if (n := answer(derivable)) is not None:
-                self._taken[name] = n
+    def defer(self, answerable: Callable[[Derivable], bool]) -> None:
+        """Leave the derivable aggregates a counts scan will answer to `take_counts`; `expressions` drops them."""
+        if self._values is None and not self._deferred:
+            self._deferred = {name: d for name, d in self._derivable.items() if answerable(d)}
+
+    def take_counts(self, answer: Callable[[Derivable], int]) -> None:
+        """The deferred aggregates' values, from the counts scan that `defer` was promised."""
+        self._taken = {name: answer(d) for name, d in self._deferred.items()}
 
     @property
     def names(self) -> list[str]:
@@ -202,12 +208,12 @@ class AggregatePlan:
 
     @property
     def answered(self) -> set[str]:
-        """The aggregates a counts scan answered: none of them costs a FILTER in the plan's own scan."""
-        return set(self._taken)
+        """The aggregates a counts scan answers: none of them costs a FILTER in the plan's own scan."""
+        return set(self._deferred)
 
     @property
     def _pending(self) -> list[str]:
-        return [name for name in self._items if name not in self._taken]
+        return [name for name in self._items if name not in self._deferred]
 
     @property
     def expressions(self) -> list[sql.Composable]:
@@ -220,7 +226,7 @@ class AggregatePlan:
 
     def fill(self, values: Sequence[Any], seconds: float | None = None) -> None:
         """Take the values of `expressions` from the scan that evaluated them."""
-        self._values = {**dict(zip(self._pending, values, strict=True)), **self._taken}
+        self._values = dict(zip(self._pending, values, strict=True))
         self.seconds = seconds
 
     def execute(self, conn: psycopg.Connection) -> None:
@@ -235,9 +241,9 @@ class AggregatePlan:
         self.fill(row, round(time.perf_counter() - began, 4))
 
     def __getitem__(self, name: str) -> Any:
-        if self._values is None:
+        if self._values is None or (name in self._deferred and name not in self._taken):
             raise RuntimeError(f"aggregate {name!r} read before the plan was evaluated")
-        return self._values[name]
+        return self._taken[name] if name in self._deferred else self._values[name]
 
 
 @dataclass(frozen=True)
@@ -481,63 +487,73 @@ def _plan_quantiles(buckets: dict[int, int], n: int) -> _QuantilePlan:
     return plan
 
 
-def _moments_query(
-    cfg: EndpointConfig, numeric: list[NumericProfile], plans: dict[str, _QuantilePlan], fine: dict[str, _Fine],
-    start: datetime, end: datetime, p: Params, extra: list[sql.Composable], non_finite: set[str],
-) -> sql.Composed:
-    """One scan: per numeric column sum and sum of squares of (x - shift), min, max, and its order statistics.
+def _moments(c: NumericProfile, p: Params, filtered: bool) -> sql.Composed:
+    """sum and sum of squares of (x - shift), min and max of a numeric column; over finite values if `filtered`."""
+    v = _as_float(c.name)
+    d = sql.SQL("({v} - {s})").format(v=v, s=p(c.mean, "::float8"))
+    only = sql.SQL(" FILTER (WHERE {})").format(finite(v)) if filtered else sql.SQL("")
+    return sql.SQL("sum({d}){o}, sum({d} * {d}){o}, min({v}){o}, max({v}){o}").format(d=d, v=v, o=only)
 
-    Only the `non_finite` columns (those the counts scan found NaN or ±Infinity in) filter their values:
-    elsewhere the aggregates' own skipping of NULL gives the same result, and a FILTER per aggregate
-    costs more CPU than the aggregate. Order statistics come from one `array_agg` over the column's
-    target buckets only, sorted afterwards and indexed at the planned positions; a column whose targets
-    hold more than `_MAX_FETCH` values gets `percentile_cont` instead. Each column yields five output
-    columns: s, sq, min, max, quantile array; the `extra` aggregates (an `AggregatePlan`'s) follow them,
-    evaluated in the same scan.
+
+def _moments_query(
+    cfg: EndpointConfig, numeric: list[NumericProfile], start: datetime, end: datetime, p: Params,
+    extra: list[sql.Composable],
+) -> sql.Composed:
+    """One scan: per numeric column its four `_moments` unfiltered, then the `extra` aggregates.
+
+    It needs nothing from the counts scan, so it runs beside it. No FILTER on finiteness: the
+    aggregates' own skipping of NULL is right for every column without NaN or ±Infinity, and a FILTER
+    per aggregate costs more CPU than the aggregate; the counts scan says which columns hold NaN or
+    ±Infinity, and `_quantiles_query` computes theirs again.
+    """
+    items = [_moments(c, p, filtered=False) for c in numeric] + extra
+    return sql.SQL("SELECT {} FROM {rel} {window}").format(
+        sql.SQL(", ").join(items), rel=source_relation(cfg.source, "src"), window=_window(cfg, p, start, end))
+
+
+def _quantiles_query(
+    cfg: EndpointConfig, numeric: list[NumericProfile], plans: dict[str, _QuantilePlan], fine: dict[str, _Fine],
+    start: datetime, end: datetime, p: Params, redo: set[str],
+) -> sql.Composed:
+    """One scan: the order statistics of each planned column, and the finite `_moments` of the `redo` columns.
+
+    Order statistics come from one `array_agg` over the column's target buckets only, sorted afterwards
+    and indexed at the planned positions; a column whose targets hold more than `_MAX_FETCH` values gets
+    `percentile_cont` instead. Per column in `numeric` order: four moments if it is in `redo`, then a
+    quantile array if it has a plan.
     """
     inner: list[sql.Composable] = []
     outer: list[sql.Composable] = []
+    names: list[str] = []
     for i, c in enumerate(numeric):
         v = _as_float(c.name)
-        f = finite(v)
-        d = sql.SQL("({v} - {s})").format(v=v, s=p(c.mean, "::float8"))
-        alias = sql.Identifier(f"a{i}")
-        only = sql.SQL(" FILTER (WHERE {})").format(f) if c.name in non_finite else sql.SQL("")
-        inner.append(sql.SQL("sum({d}){o}, sum({d} * {d}){o}, min({v}){o}, max({v}){o}").format(d=d, v=v, o=only))
-        outer += [sql.SQL("t.{}").format(sql.Identifier(str(j))) for j in range(4 * i + 1, 4 * i + 5)]
+        if c.name in redo:
+            inner.append(_moments(c, p, filtered=True))
+            names += [f"m{i}.{j}" for j in range(4)]
+            outer += [sql.SQL("t.{}").format(sql.Identifier(f"m{i}.{j}")) for j in range(4)]
         plan = plans.get(c.name)
         if plan is None:
-            outer.append(sql.SQL("NULL::float8[]"))
-        elif plan.target_count > _MAX_FETCH:
-            inner.append(sql.SQL("percentile_cont({q}) WITHIN GROUP (ORDER BY {v}) FILTER (WHERE {f}) AS {a}").format(
-                q=p(list(QUANTILES), "::float8[]"), v=v, f=f, a=alias))
+            continue
+        alias = sql.Identifier(f"a{i}")
+        names.append(f"a{i}")
+        if plan.target_count > _MAX_FETCH:
+            inner.append(sql.SQL("percentile_cont({q}) WITHIN GROUP (ORDER BY {v}) FILTER (WHERE {f})").format(
+                q=p(list(QUANTILES), "::float8[]"), v=v, f=finite(v)))
             outer.append(sql.SQL("t.{}").format(alias))
         else:
             flat, positions = plan.ranges(fine[c.name])
-            inner.append(sql.SQL("array_agg({v}) FILTER (WHERE mod(width_bucket({v}, {edges}), 2) = 1) AS {a}").format(
-                v=v, edges=p(flat, "::float8[]"), a=alias))
+            inner.append(sql.SQL("array_agg({v}) FILTER (WHERE mod(width_bucket({v}, {edges}), 2) = 1)").format(
+                v=v, edges=p(flat, "::float8[]")))
             # sorted after aggregating: an ORDER BY inside the aggregate would sort the whole window (PostgreSQL
             # 16 presorts the input for ordered aggregates) and rule out a parallel plan
             outer.append(sql.SQL("(SELECT ARRAY[{items}]::float8[] FROM (SELECT array_agg(x ORDER BY x) AS s"
                                  " FROM unnest(t.{a}) AS u(x)) AS o)").format(a=alias, items=sql.SQL(", ").join(
                 sql.SQL("o.s[{}]").format(p(positions[r], "::int")) for r in sorted(positions))))
-    inner += extra
-    outer += [sql.SQL("t.{}").format(sql.Identifier(f"x{j}")) for j in range(len(extra))]
-    # positional names for the moments keep the inner select list compact: t(1, 2, ...) below
-    query = sql.SQL("SELECT {outer} FROM (SELECT {inner} FROM {rel} {window}) AS t({names})").format(
+    # positional names keep the inner select list compact: t(m0.0, ..., a0, ...) below
+    return sql.SQL("SELECT {outer} FROM (SELECT {inner} FROM {rel} {window}) AS t({names})").format(
         outer=sql.SQL(", ").join(outer), inner=sql.SQL(", ").join(inner),
         rel=source_relation(cfg.source, "src"), window=_window(cfg, p, start, end),
-        names=sql.SQL(", ").join(sql.Identifier(n) for n in _inner_names(numeric, plans, len(extra))))
-    return query
-
-
-def _inner_names(numeric: list[NumericProfile], plans: dict[str, _QuantilePlan], extra: int) -> list[str]:
-    names: list[str] = []
-    for i, c in enumerate(numeric):
-        names += [str(j) for j in range(4 * i + 1, 4 * i + 5)]
-        if c.name in plans:
-            names.append(f"a{i}")
-    return names + [f"x{j}" for j in range(extra)]
+        names=sql.SQL(", ").join(map(sql.Identifier, names)))
 
 
 def _operational_query(
@@ -629,48 +645,62 @@ def _cuts(cols: list[ColumnProfile], plan: AggregatePlan | None) -> dict[str, li
     return out
 
 
-class _Answers:
-    """What the counts scan says about an `AggregatePlan`'s derivable counts (None: it cannot say)."""
+_Rule = Callable[[dict[int, int]], int]
 
-    def __init__(self, cols: list[ColumnProfile], counts: list[dict[int, int]], fine: dict[str, _Fine],
-                 types: dict[str, str]) -> None:
+
+class _Answers:
+    """Which of an `AggregatePlan`'s derivable counts the counts scan answers, known before it runs, and how."""
+
+    def __init__(self, cols: list[ColumnProfile], fine: dict[str, _Fine], types: dict[str, str]) -> None:
         self.cols = {c.name: c for c in cols}
-        self.buckets = {c.name: b for c, b in zip(cols, counts, strict=True)}
         self.fine, self.types = fine, types
 
-    def __call__(self, d: Derivable) -> int | None:
-        col, buckets = self.cols.get(d.column), self.buckets.get(d.column, {})
+    def knows(self, d: Derivable) -> bool:
+        return self._rule(d) is not None
+
+    def counting(self, counts: list[dict[int, int]]) -> Callable[[Derivable], int]:
+        """Each known count from the scan's buckets (`counts` in the order of the columns given)."""
+        buckets = dict(zip(self.cols, counts, strict=True))
+
+        def answer(d: Derivable) -> int:
+            rule = self._rule(d)
+            if rule is None:
+                raise ValueError(f"the counts scan cannot answer {d}")
+            return rule(buckets[d.column])
+        return answer
+
+    def _rule(self, d: Derivable) -> _Rule | None:
+        col = self.cols.get(d.column)
         if isinstance(col, CategoricalProfile):
             if isinstance(d, SpecialCount) and d.kinds == {MISSING}:
-                return buckets.get(_NULL, 0)
+                return lambda buckets: buckets.get(_NULL, 0)
             if isinstance(d, NotInCount) and d.values <= set(col.categories):  # else unseen mixes both sides
                 kept = {i for i, c in enumerate(col.categories) if c in d.values}
-                return sum(n for b, n in buckets.items() if b >= 0 and b not in kept)
+                return lambda buckets: sum(n for b, n in buckets.items() if b >= 0 and b not in kept)
             return None
         if not isinstance(col, NumericProfile) or self.types.get(d.column) not in NUMBER_TYPES:
             return None
         if isinstance(d, SpecialCount):
-            known = {NULL: buckets.get(_NULL, 0), NAN: buckets.get(_NAN, 0), INF: buckets.get(_INF, 0)}
-            return sum(known[k] for k in d.kinds) if d.kinds <= known.keys() else None
+            codes = {NULL: _NULL, NAN: _NAN, INF: _INF}
+            if not d.kinds <= codes.keys():
+                return None
+            return lambda buckets: sum(buckets.get(codes[k], 0) for k in d.kinds)
         if isinstance(d, OutsideCount):
-            return self._outside(d, self.fine[d.column], buckets)
+            return self._outside(d, self.fine[d.column])
         return None
 
     @staticmethod
-    def _outside(d: OutsideCount, fine: _Fine, buckets: dict[int, int]) -> int | None:
+    def _outside(d: OutsideCount, fine: _Fine) -> _Rule | None:
         low, high = d.cut_points()
         if any(x is not None and x not in fine.edges for x in (low, high)):
             return None  # a limit that is not an edge (not finite): the FILTER decides
         if low is not None and high is not None and low > high:
             return None  # crossed limits: a value may be on both sides
-        out = 0
-        for b, n in buckets.items():
-            if b < 0:
-                continue
+
+        def beyond(b: int) -> bool:
             lo, hi = fine.bounds(b)
-            if (low is not None and hi <= low) or (high is not None and lo >= high):
-                out += n
-        return out
+            return (low is not None and hi <= low) or (high is not None and lo >= high)
+        return lambda buckets: sum(n for b, n in buckets.items() if b >= 0 and beyond(b))
 
 
 def _operational_rows(rows: list[tuple], start: datetime, has_errors: bool) -> list[tuple[datetime, str, float]]:
@@ -703,10 +733,10 @@ def summaries_in_database(
 
     `non_finite_as_null=True` counts NaN/±Infinity as nulls, as the in-memory pipeline sees them after
     `frames.normalise_frame`; by default they are reported separately as invalid. A `plan` of the same
-    window is evaluated in the moments scan (in a scan of its own when no column is numeric), so its
-    aggregates cost no extra pass over the rows. Without a profile only the operational part is computed.
-    With `beside` (a session on the same snapshot), the operational query runs there during the counts
-    scan, which PostgreSQL runs on one core.
+    window is evaluated in the moments scan, less the counts the counts scan answers, so its aggregates
+    cost no extra pass over the rows. Without a profile only the operational part (and the plan) is
+    computed. With `beside` (a session on the same snapshot), the operational and moments queries run
+    there during the counts scan, whose hashing PostgreSQL does on one core.
     """
     if plan is not None and (plan.start, plan.end) != (start, end):
         raise ValueError(f"aggregate plan of [{plan.start}, {plan.end}) given for [{start}, {end})")
@@ -734,41 +764,55 @@ def summaries_in_database(
         missing = [c for c in dict.fromkeys(needed) if c not in types]
         if missing:
             raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
-        operational_query = _operational_query(cfg, types, start, end)
-        operational_job = beside.submit(lambda twin: run("operational", *operational_query, on=twin)) \
-            if beside is not None else None
+        answers = _Answers(cols, fine, types)
+        pending = plan is not None and not plan.evaluated
+        if plan is not None and pending:
+            plan.defer(answers.knows)
+        # the operational buckets and the moments need nothing from the counts: beside it when a twin session exists
+        side = beside if beside is not None else Beside(conn, None)
+        operational_query, operational_params = _operational_query(cfg, types, start, end)
+        operational_job = side.submit(lambda on: run("operational", operational_query, operational_params, on=on))
+        p = plan.params if plan is not None else Params()
+        extra = plan.expressions if plan is not None and pending else []
+        moments_job = None
+        if numeric or extra:
+            moments_query = _moments_query(cfg, numeric, start, end, p, extra)
+            moments_params = dict(p.values)  # bound now: the twin's thread reads them while this one goes on
+            moments_job = side.submit(lambda on: run("moments", moments_query, moments_params, on=on)[0])
         counts = _group_counts(run("counts", *_counts_query(cfg, cols, fine, types, start, end)), len(cols)) \
             if cols else []
         summaries, plans = _summaries(cols, counts, fine, non_finite_as_null)
-        if plan is not None:
-            plan.take_counts(_Answers(cols, counts, fine, types))
-        moments: Sequence[Any] = ()
-        extra = plan.expressions if plan is not None and not plan.evaluated else []
-        if numeric:
-            p = plan.params if plan is not None else Params()
-            non_finite = {c.name for c, b in zip(cols, counts, strict=True) if b.get(_INF) or b.get(_NAN)}
-            moments = run("moments", _moments_query(cfg, numeric, plans, fine, start, end, p, extra, non_finite),
-                          p.values)[0]
-            if plan is not None and not plan.evaluated:
-                plan.fill(moments[5 * len(numeric):], timings["moments"])
-        elif plan is not None:
-            plan.execute(conn)
-            timings["aggregates"] = plan.seconds or 0.0
-        operational = operational_job.result() if operational_job is not None else run("operational",
-                                                                                        *operational_query)
+        if plan is not None and pending:
+            plan.take_counts(answers.counting(counts))
+        redo = {c.name for c, b in zip(cols, counts, strict=True) if b.get(_INF) or b.get(_NAN)}
+        located: Sequence[Any] = ()
+        if plans:
+            q = Params()
+            located = run("quantiles", _quantiles_query(cfg, numeric, plans, fine, start, end, q, redo & set(plans)),
+                          q.values)[0]
+        moments: Sequence[Any] = moments_job.result() if moments_job is not None else ()
+        if plan is not None and pending:
+            plan.fill(moments[4 * len(numeric):], timings["moments"])
+        operational = operational_job.result()
+    at = 0
     for i, c in enumerate(numeric):
-        located = plans.get(c.name)
-        if located is None:  # no finite value: nothing to add
+        quantile_plan = plans.get(c.name)
+        if quantile_plan is None:  # no finite value: nothing to add
             continue
-        s, sq, lo, hi, values = moments[5 * i:5 * i + 5]
-        if located.target_count > _MAX_FETCH:
+        s, sq, lo, hi = moments[4 * i:4 * i + 4]
+        if c.name in redo:
+            s, sq, lo, hi = located[at:at + 4]
+            at += 4
+        values = located[at]
+        at += 1
+        if quantile_plan.target_count > _MAX_FETCH:
             quantiles = dict(zip(QUANTILE_KEYS, map(float, values), strict=True))
         else:
             if any(x is None for x in values):
                 raise SourceError(f"{cfg.endpoint_id}: rows of [{start}, {end}) changed between the summary"
                                   " queries; run on an idle connection so that they share one snapshot")
-            located.values.update(zip(sorted(located.wanted), map(float, values), strict=True))
-            quantiles = located.quantiles()
+            quantile_plan.values.update(zip(sorted(quantile_plan.wanted), map(float, values), strict=True))
+            quantiles = quantile_plan.quantiles()
         summaries[c.name] = dataclasses.replace(summaries[c.name], sum=float(s), sum_sq=float(sq), min=float(lo),
                                                 max=float(hi), quantiles=quantiles)
     return PushdownResult(

@@ -194,8 +194,8 @@ def _compute_in_database(
         plan = AggregatePlan(cfg, start, end)
         bad_rows, kpis = BadRowsPlan(cfg, types, plan), KpiPlan(cfg, types, plan)
         quality = QualityPlan(cfg, profile, types, plan, now=now) if cfg.quality.enabled else None
-        # the grouping by request id (shared with its uniqueness check) and the operational buckets run on a
-        # second session of the same snapshot while PostgreSQL hashes the summaries' counts on one core
+        # the grouping by request id (shared with its uniqueness check), the operational buckets and the moments
+        # run on a second session of the same snapshot while PostgreSQL hashes the summaries' counts on one core
         with stage("summaries"), beside(conn, url) as side:
             with query_errors(cfg.endpoint_id, "bad-row query"):
                 repeated = side.submit(bad_rows.repeated_ids)

@@ -164,7 +164,7 @@ def test_database_summaries_equal_in_memory_summaries_of_the_same_rows(conn, db_
     assert result.summaries["region"].unseen_count > 0 and result.summaries["code"].unseen_count > 0
     assert result.first_ts == frame["ts"].min() and result.last_ts == frame["ts"].max()
     assert_same_drift(result.summaries, memory, profile, cfg)
-    assert set(result.timings) == {"counts", "moments", "operational"}
+    assert set(result.timings) == {"counts", "moments", "quantiles", "operational"}
 
 
 def test_last_edge_belongs_to_the_last_inner_bin(conn):
@@ -322,7 +322,7 @@ def test_aggregate_plan_rides_on_the_moments_scan(conn):
 
     shared = summaries_in_database(conn, cfg, profile, START, END, cfg.drift.band_k, plan=plan)
     rows = interval_rows(profile)[:300]
-    assert set(shared.timings) == {"counts", "moments", "operational"}  # no scan of its own
+    assert set(shared.timings) == {"counts", "moments", "quantiles", "operational"}  # no scan of its own
     assert (plan["rows"], plan["x_null"], plan["north"]) == (300, 1, sum(r[5] == "north" for r in rows))
     assert shared.summaries == alone.summaries and shared.operational == alone.operational
     with pytest.raises(RuntimeError, match="after the plan was evaluated"):
@@ -332,7 +332,7 @@ def test_aggregate_plan_rides_on_the_moments_scan(conn):
                               plan=pushdown.AggregatePlan(cfg, START, END))
 
 
-def test_aggregate_plan_without_numeric_columns_or_profile_gets_a_scan_of_its_own(conn):
+def test_aggregate_plan_without_numeric_columns_or_profile_is_still_evaluated_in_one_scan(conn):
     cfg = make_cfg()
     seed(conn, cfg)
     categorical_only = make_cfg(numeric_features=[])
@@ -342,7 +342,8 @@ def test_aggregate_plan_without_numeric_columns_or_profile_gets_a_scan_of_its_ow
         plan = pushdown.AggregatePlan(config, START, END)
         plan.add("rows", sql.SQL("count(*)"))
         result = summaries_in_database(conn, config, prof, START, END, 3.0, plan=plan)
-        assert plan["rows"] == result.rows == 300 and "aggregates" in result.timings
-        assert "moments" not in result.timings and result.operational
+        assert plan["rows"] == result.rows == 300 and result.operational
+        # the moments scan carries the plan alone; no quantile scan without a numeric column
+        assert set(result.timings) == {"moments", "operational"} | ({"counts"} if prof else set())
         # without a profile there is nothing to summarise against: operational buckets only
         assert result.summaries.keys() == ({"region", "code"} if prof else set())
