@@ -78,6 +78,9 @@ _MAX_FETCH = 2_000_000
 # Hash aggregate and ordered-aggregate memory inside our own transaction (a few thousand groups; a third of
 # the window's request ids per parallel worker when they are grouped).
 _WORK_MEM = "64MB"
+# The counts scan's Gather cost per row (PostgreSQL's default is 0.1): low enough that its keys are computed in
+# the workers whatever the planner thinks they cost.
+_PARALLEL_TUPLE_COST = "0.001"
 
 
 @dataclass(frozen=True)
@@ -369,20 +372,33 @@ def _fine_buckets(col: NumericProfile, band_k: float, cuts: Sequence[float] = ()
 
 
 def _bucket(col: ColumnProfile, fine: dict[str, _Fine], pgtype: str, p: Params) -> sql.Composed:
-    """Fine bucket of a numeric value or slot of a category, with sentinels for NULL and non-finite values."""
+    """The counts scan's key of a column: one function call per row, decoded by `_decode`.
+
+    A numeric value's `width_bucket` over the fine edges framed by -float max, +Infinity and NaN
+    (PostgreSQL orders NaN above every number): 0 for -Infinity, 1 + the fine bucket for a finite
+    value, then +Infinity, then NaN; NULL stays NULL. A category's position in the stored categories
+    followed by NULL (`array_position` finds NULL too); an unseen value has none. A CASE per value
+    would cost a third more CPU per row.
+    """
     if isinstance(col, NumericProfile):
-        v = _as_float(col.name)
-        return sql.SQL(
-            "CASE WHEN {v} IS NULL THEN {null} WHEN {f} THEN width_bucket({v}, {edges})"
-            " WHEN {v} = 'NaN'::float8 THEN {nan} ELSE {inf} END"
-        ).format(
-            v=v, null=p(_NULL, "::int"), f=finite(v), edges=p(list(fine[col.name].edges), "::float8[]"),
-            nan=p(_NAN, "::int"), inf=p(_INF, "::int"))
-    key = category_key(col.name, pgtype)
-    return sql.SQL(
-        "CASE WHEN {k} IS NULL THEN {null} ELSE coalesce(array_position({cats}, {k}), {unseen}) - 1 END"
-    ).format(k=key, null=p(_NULL, "::int"), cats=p(list(col.categories), "::text[]"),
-             unseen=p(len(col.categories) + 1, "::int"))
+        edges = [-sys.float_info.max, *fine[col.name].edges, math.inf, math.nan]
+        return sql.SQL("width_bucket({v}, {edges})").format(v=_as_float(col.name), edges=p(edges, "::float8[]"))
+    return sql.SQL("array_position({cats}, {k})").format(
+        cats=p([*col.categories, None], "::text[]"), k=category_key(col.name, pgtype))
+
+
+def _decode(col: ColumnProfile, fine: dict[str, _Fine], key: int | None) -> int:
+    """A `_bucket` key as the column's fine bucket or category slot, or the `_NULL`/`_INF`/`_NAN` sentinel."""
+    if isinstance(col, NumericProfile):
+        if key is None:
+            return _NULL
+        last = len(fine[col.name].edges) + 1  # the key of the top finite bucket
+        if key == 0 or key == last + 1:
+            return _INF
+        return _NAN if key == last + 2 else key - 1
+    if key is None:
+        return len(col.categories)  # unseen
+    return _NULL if key == len(col.categories) + 1 else key - 1
 
 
 def _counts_query(
@@ -410,13 +426,31 @@ def _counts_query(
     return query, p.values
 
 
-def _group_counts(rows: list[tuple], k: int) -> list[dict[int, int]]:
+def _fetch_all(conn: psycopg.Connection, query: sql.Composed, params: dict[str, Any]) -> list[tuple]:
+    return conn.execute(query, params).fetchall()
+
+
+def _count_buckets(conn: psycopg.Connection, query: sql.Composed, params: dict[str, Any]) -> list[tuple]:
+    """Run the counts query with the bucket keys computed in parallel workers, which leaves the leader only
+    the hashing: the planner, which costs the keys as cheap, would otherwise compute them in the leader too."""
+    previous = conn.execute("SELECT current_setting('parallel_tuple_cost')").fetchone()[0]
+    conn.execute("SELECT set_config('parallel_tuple_cost', %s, true)", (_PARALLEL_TUPLE_COST,))
+    try:
+        return conn.execute(query, params).fetchall()
+    finally:
+        if conn.info.transaction_status == TransactionStatus.INTRANS:  # a failed one rolls the setting back itself
+            conn.execute("SELECT set_config('parallel_tuple_cost', %s, true)", (previous,))
+
+
+def _group_counts(rows: list[tuple], cols: list[ColumnProfile], fine: dict[str, _Fine]) -> list[dict[int, int]]:
     """Per column, bucket -> row count, from the GROUPING SETS rows (the set's own GROUPING flag is 0)."""
+    k = len(cols)
     out: list[dict[int, int]] = [{} for _ in range(k)]
     for row in rows:
         flags, keys, count = row[:k], row[k:2 * k], row[2 * k]
         i = flags.index(0)
-        out[i][int(keys[i])] = int(count)
+        b = _decode(cols[i], fine, keys[i])  # -Infinity and +Infinity share one sentinel
+        out[i][b] = out[i].get(b, 0) + int(count)
     return out
 
 
@@ -748,10 +782,12 @@ def summaries_in_database(
     numeric = [c for c in cols if isinstance(c, NumericProfile)]
     timings: dict[str, float] = {}
 
-    def run(name: str, query: sql.Composed, params: dict[str, Any], on: psycopg.Connection = conn) -> list[tuple]:
+    def run(name: str, query: sql.Composed, params: dict[str, Any], on: psycopg.Connection = conn,
+            execute: Callable[[psycopg.Connection, sql.Composed, dict[str, Any]], list[tuple]] = _fetch_all,
+            ) -> list[tuple]:
         began = time.perf_counter()
         with query_errors(cfg.endpoint_id, "summary query"):
-            rows = on.execute(query, params).fetchall()
+            rows = execute(on, query, params)
         timings[name] = round(time.perf_counter() - began, 4)
         return rows
 
@@ -779,8 +815,8 @@ def summaries_in_database(
             moments_query = _moments_query(cfg, numeric, start, end, p, extra)
             moments_params = dict(p.values)  # bound now: the twin's thread reads them while this one goes on
             moments_job = side.submit(lambda on: run("moments", moments_query, moments_params, on=on)[0])
-        counts = _group_counts(run("counts", *_counts_query(cfg, cols, fine, types, start, end)), len(cols)) \
-            if cols else []
+        counts = _group_counts(run("counts", *_counts_query(cfg, cols, fine, types, start, end),
+                                   execute=_count_buckets), cols, fine) if cols else []
         summaries, plans = _summaries(cols, counts, fine, non_finite_as_null)
         if plan is not None and pending:
             plan.take_counts(answers.counting(counts))

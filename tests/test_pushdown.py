@@ -240,6 +240,17 @@ def test_missing_source_column_is_a_source_error_and_the_connection_stays_usable
     assert conn.execute("SELECT count(*) FROM inference").fetchone()[0] == 302
 
 
+def test_inside_a_callers_transaction_the_planner_settings_are_left_as_they_were(conn):
+    """The counts scan lowers `parallel_tuple_cost` for itself only; the caller's later queries plan as before."""
+    cfg = make_cfg()
+    profile = seed(conn, cfg)
+    with conn.transaction():
+        conn.execute("SET LOCAL parallel_tuple_cost = 0.25")
+        result = summaries_in_database(conn, cfg, profile, START, END, 3.0)
+        assert conn.execute("SELECT current_setting('parallel_tuple_cost')").fetchone()[0] == "0.25"
+    assert result.rows == 300 and result.summaries["x"].n > 0
+
+
 def replace_rows(conn: psycopg.Connection, x: list[float | None], **columns: list) -> None:
     """The window holds exactly these rows: x (and any other given column) per row, spread over the hour."""
     conn.execute("DELETE FROM inference")
