@@ -142,15 +142,22 @@ def assert_same(memory: QualityOutcome, database: QualityOutcome) -> None:
         else:
             assert math.isclose(db.unexpected_percent, mem.unexpected_percent, rel_tol=0, abs_tol=1e-9), (
                 db.expectation_id, db.unexpected_percent, mem.unexpected_percent)
-        # every detail the database gives is the one GX gives (it only lacks sample values)
-        assert {k: db.details[k] for k in db.details} == {k: mem.details[k] for k in db.details}, db.expectation_id
-        assert set(mem.details) - set(db.details) <= {"partial_unexpected_list"}, db.expectation_id
+        # every detail is the one GX gives; the sample of unexpected values is the same values in any order
+        sample, listed = db.details.get("partial_unexpected_list"), mem.details.get("partial_unexpected_list")
+        assert {k: v for k, v in db.details.items() if k != "partial_unexpected_list"} == {
+            k: v for k, v in mem.details.items() if k != "partial_unexpected_list"}, db.expectation_id
+        assert (sample is None) == (listed is None), db.expectation_id
+        if listed is not None and mem.unexpected_count <= len(listed):  # all of them: the same multiset
+            assert sorted(map(repr, sample)) == sorted(map(repr, listed)), db.expectation_id
+        elif listed is not None:  # more than a sample holds: as many, each one an unexpected value
+            assert len(sample) == len(listed), db.expectation_id
 
 
 @pytest.mark.parametrize("types", [TYPED, LOOSE], ids=["typed", "loose"])
 def test_seeded_defects_give_the_same_results_in_both_modes(conn, db_url, types) -> None:
     cfg = make_cfg(extra_expectations=SUPPORTED_EXTRAS)
-    create_source(conn, seeded_rows(), types)
+    rows = seeded_rows()
+    create_source(conn, rows, types)
     now = START + timedelta(minutes=45)  # an unfinished window: rows after now + 10 min are in the future
     memory, database = both(conn, db_url, cfg, now=now)
     assert_same(memory, database)
@@ -163,6 +170,11 @@ def test_seeded_defects_give_the_same_results_in_both_modes(conn, db_url, types)
     assert {"not_null:age", "finite:prediction", "in_window:timestamp", "type:error", "type:age"}.isdisjoint(failed)
     assert database.state == "failed" and database.row_count == 200
     assert database.result("unique:request_id").unexpected_count == 5
+    assert sorted(database.result("unique:request_id").details["partial_unexpected_list"]) == sorted(
+        [rows[3]["request_id"]] * 3 + [rows[11]["request_id"]] * 2)
+    assert database.result("range:claimed_amount").details["partial_unexpected_list"] == [10_000.0] * 20
+    nulls = database.result("not_null:age")
+    assert nulls.details["partial_unexpected_list"] == ["nan"] * nulls.unexpected_count  # as the frame holds them
     # one prediction out of range is within `mostly`: the check passes and flags no row
     assert (database.result("range:prediction").success, database.result("range:prediction").unexpected_count) \
         == (True, 1)

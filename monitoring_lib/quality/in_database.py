@@ -17,7 +17,8 @@ The suite is the one `build_expectations` gives the in-memory path, and every re
   over non-null values, the null check over all rows it looks at);
 - column presence and dtypes are answered from the source's column types, without reading rows.
 
-Results carry no `partial_unexpected_list` (that would need row values). An expectation the SQL path
+A check with unexpected rows lists up to 20 of their values (`partial_unexpected_list`), read by one
+query that stops at the last value it needs. An expectation the SQL path
 cannot evaluate exactly (another type, other kwargs) is reported as a failed result saying so, never
 dropped. Identifiers are quoted with `psycopg.sql`; bounds, sets and window limits are bound values.
 """
@@ -29,7 +30,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
@@ -62,6 +63,7 @@ from monitoring_lib.quality.results import (
     IN_SET,
     MODELLED_KWARGS,
     NOT_NULL,
+    PARTIAL_UNEXPECTED_COUNT,
     ROW_COUNT,
     QualityOutcome,
     QualityResult,
@@ -110,6 +112,7 @@ class _RowCheck:
     value: sql.Composable
     unexpected: sql.Composable | None
     mostly: float
+    kind: Kind = "raw"
 
 
 def _numeric_value(name: str, pgtype: str) -> sql.Composable:
@@ -252,7 +255,7 @@ def _row_check(
         unexpected = _in_set(spec, col, p)
     if isinstance(unexpected, str):
         return _not_available(spec, unexpected)
-    return _RowCheck(spec, domain, col.value, unexpected, float(mostly))
+    return _RowCheck(spec, domain, col.value, unexpected, float(mostly), col.kind)
 
 
 def _derivable(check: _RowCheck, cols: dict[str, _Column]) -> tuple[Derivable | None, Derivable | None]:
@@ -378,6 +381,19 @@ class QualityPlan:
             return duplicates.rows
         return None
 
+    def _samples(self, conn: psycopg.Connection, check: _RowCheck) -> list[Any]:
+        """Up to `PARTIAL_UNEXPECTED_COUNT` unexpected values: Great Expectations' `partial_unexpected_list`.
+
+        Asked only of a check with unexpected rows; the scan stops at the last one it needs. Values
+        come in the order the scan meets them, as the in-memory path lists the first rows it read; NULL
+        reads as the frame holds a missing value: None for categories and timestamps, NaN otherwise.
+        """
+        window = self.plan.window
+        query = sql.SQL("SELECT {v} FROM {w} AND {f} LIMIT {n}").format(
+            v=check.value, w=window, f=_flagged(check, window), n=sql.Literal(PARTIAL_UNEXPECTED_COUNT))
+        missing = None if check.kind in ("category", "timestamp") else math.nan
+        return [missing if v is None else v for (v,) in conn.execute(query, self.plan.params.values)]
+
     def outcome(self, conn: psycopg.Connection, duplicates: DuplicateIds | None = None) -> QualityOutcome:
         """The `QualityOutcome` of the window; evaluates the plan first if no other scan carried it."""
         started = time.perf_counter()
@@ -397,7 +413,8 @@ class QualityPlan:
                                     " IS NOT NULL GROUP BY {v} HAVING count(*) > 1) AS dups").format(
                         w=window, d=c.domain, v=c.value)
                     unexpected = int(conn.execute(query, plan.params.values).fetchone()[0])
-                out[c.spec.id] = map_result(c.spec, c.mostly, *self._counts(i, c), unexpected)
+                out[c.spec.id] = map_result(c.spec, c.mostly, *self._counts(i, c), unexpected,
+                                            self._samples(conn, c) if unexpected else [])
             for spec in self.specs:
                 if spec.expectation_type == ROW_COUNT and spec.id not in out:
                     out[spec.id] = row_count_result(spec, rows)
