@@ -17,8 +17,8 @@ The suite is the one `build_expectations` gives the in-memory path, and every re
   over non-null values, the null check over all rows it looks at);
 - column presence and dtypes are answered from the source's column types, without reading rows.
 
-A check with unexpected rows lists up to 20 of their values (`partial_unexpected_list`), read by one
-query that stops at the last value it needs. An expectation the SQL path
+A failed check lists up to 20 of its unexpected values (`partial_unexpected_list`): a LIMIT query when
+it has many, one shared scan for all failed checks with few. An expectation the SQL path
 cannot evaluate exactly (another type, other kwargs) is reported as a failed result saying so, never
 dropped. Identifiers are quoted with `psycopg.sql`; bounds, sets and window limits are bound values.
 """
@@ -80,6 +80,8 @@ from monitoring_lib.quality.suite import FLOAT_MAX, ExpectationSpec, build_expec
 from monitoring_lib.source import describe_source
 
 Kind = Literal["numeric", "category", "timestamp", "flag", "raw"]
+# Up to this many unexpected rows, a check's sample values come from one scan shared with the other such checks.
+_RARE_UNEXPECTED = 10_000
 
 _TEXT_TYPES = {"text", "varchar", "name"}
 _FLOAT_TYPES = {"float4", "float8"}
@@ -381,18 +383,36 @@ class QualityPlan:
             return duplicates.rows
         return None
 
-    def _samples(self, conn: psycopg.Connection, check: _RowCheck) -> list[Any]:
-        """Up to `PARTIAL_UNEXPECTED_COUNT` unexpected values: Great Expectations' `partial_unexpected_list`.
+    def _samples(self, conn: psycopg.Connection, unexpected: dict[int, int]) -> dict[int, list[Any]]:
+        """Per check in `unexpected` with unexpected rows, up to `PARTIAL_UNEXPECTED_COUNT` of their values:
+        Great Expectations' `partial_unexpected_list`.
 
-        Asked only of a check with unexpected rows; the scan stops at the last one it needs. Values
-        come in the order the scan meets them, as the in-memory path lists the first rows it read; NULL
-        reads as the frame holds a missing value: None for categories and timestamps, NaN otherwise.
+        A check with many unexpected rows gets a LIMIT query, which stops after the first ones. A LIMIT
+        query for a check with few would read the whole window, so those share one scan that aggregates
+        their values. Values come in the order the scan meets them; NULL reads as the normalised frame
+        holds a missing value: None for categories and timestamps, NaN otherwise.
         """
-        window = self.plan.window
-        query = sql.SQL("SELECT {v} FROM {w} AND {f} LIMIT {n}").format(
-            v=check.value, w=window, f=_flagged(check, window), n=sql.Literal(PARTIAL_UNEXPECTED_COUNT))
-        missing = None if check.kind in ("category", "timestamp") else math.nan
-        return [missing if v is None else v for (v,) in conn.execute(query, self.plan.params.values)]
+        window, params = self.plan.window, self.plan.params.values
+        n = sql.Literal(PARTIAL_UNEXPECTED_COUNT)
+        found: dict[int, list[Any]] = {}
+        rare = [i for i, count in unexpected.items() if 0 < count <= _RARE_UNEXPECTED]
+        for i, count in unexpected.items():
+            if count > _RARE_UNEXPECTED:
+                c = self.checks[i]
+                query = sql.SQL("SELECT {v} FROM {w} AND {f} LIMIT {n}").format(
+                    v=c.value, w=window, f=_flagged(c, window), n=n)
+                found[i] = [v for (v,) in conn.execute(query, params)]
+        if rare:
+            items = [sql.SQL("(array_agg({v}) FILTER (WHERE {f}))[1:{n}]").format(
+                v=self.checks[i].value, f=_flagged(self.checks[i], window), n=n) for i in rare]
+            query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(items), window)
+            row = conn.execute(query, params).fetchone()
+            found.update(zip(rare, row, strict=True))
+        out = {}
+        for i, values in found.items():
+            missing = None if self.checks[i].kind in ("category", "timestamp") else math.nan
+            out[i] = [missing if v is None else v for v in values or []]
+        return out
 
     def outcome(self, conn: psycopg.Connection, duplicates: DuplicateIds | None = None) -> QualityOutcome:
         """The `QualityOutcome` of the window; evaluates the plan first if no other scan carried it."""
@@ -402,19 +422,25 @@ class QualityPlan:
             plan.execute(conn)
             out = dict(self.known)
             rows = int(plan["rows"])
+            unexpected: dict[int, int] = {}
             for i, c in enumerate(self.checks):
                 shared = self._shared(c, duplicates)
                 if c.unexpected is not None:
-                    unexpected = int(plan[f"quality.{i}.unexpected"])
+                    unexpected[i] = int(plan[f"quality.{i}.unexpected"])
                 elif shared is not None:
-                    unexpected = shared
+                    unexpected[i] = shared
                 else:
                     query = sql.SQL("SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {w} AND {d} AND {v}"
                                     " IS NOT NULL GROUP BY {v} HAVING count(*) > 1) AS dups").format(
                         w=window, d=c.domain, v=c.value)
-                    unexpected = int(conn.execute(query, plan.params.values).fetchone()[0])
-                out[c.spec.id] = map_result(c.spec, c.mostly, *self._counts(i, c), unexpected,
-                                            self._samples(conn, c) if unexpected else [])
+                    unexpected[i] = int(conn.execute(query, plan.params.values).fetchone()[0])
+            judged = {i: map_result(c.spec, c.mostly, *self._counts(i, c), unexpected[i])
+                      for i, c in enumerate(self.checks)}
+            # samples for the failed checks only: for a passing one they would cost a scan of the window
+            samples = self._samples(conn, {i: unexpected[i] for i, r in judged.items() if not r.success})
+            for i, c in enumerate(self.checks):
+                out[c.spec.id] = judged[i] if i not in samples else map_result(
+                    c.spec, c.mostly, *self._counts(i, c), unexpected[i], samples[i])
             for spec in self.specs:
                 if spec.expectation_type == ROW_COUNT and spec.id not in out:
                     out[spec.id] = row_count_result(spec, rows)
