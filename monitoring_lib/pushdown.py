@@ -801,15 +801,15 @@ def summaries_in_database(
         if missing:
             raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
         answers = _Answers(cols, fine, types)
-        pending = plan is not None and not plan.evaluated
-        if plan is not None and pending:
-            plan.defer(answers.knows)
+        pending = plan if plan is not None and not plan.evaluated else None  # the plan this call evaluates
+        if pending is not None:
+            pending.defer(answers.knows)
         # the operational buckets and the moments need nothing from the counts: beside it when a twin session exists
         side = beside if beside is not None else Beside(conn, None)
         operational_query, operational_params = _operational_query(cfg, types, start, end)
         operational_job = side.submit(lambda on: run("operational", operational_query, operational_params, on=on))
         p = plan.params if plan is not None else Params()
-        extra = plan.expressions if plan is not None and pending else []
+        extra = pending.expressions if pending is not None else []
         moments_job = None
         if numeric or extra:
             moments_query = _moments_query(cfg, numeric, start, end, p, extra)
@@ -818,8 +818,8 @@ def summaries_in_database(
         counts = _group_counts(run("counts", *_counts_query(cfg, cols, fine, types, start, end),
                                    execute=_count_buckets), cols, fine) if cols else []
         summaries, plans = _summaries(cols, counts, fine, non_finite_as_null)
-        if plan is not None and pending:
-            plan.take_counts(answers.counting(counts))
+        if pending is not None:
+            pending.take_counts(answers.counting(counts))
         redo = {c.name for c, b in zip(cols, counts, strict=True) if b.get(_INF) or b.get(_NAN)}
         located: Sequence[Any] = ()
         if plans:
@@ -827,8 +827,8 @@ def summaries_in_database(
             located = run("quantiles", _quantiles_query(cfg, numeric, plans, fine, start, end, q, redo & set(plans)),
                           q.values)[0]
         moments: Sequence[Any] = moments_job.result() if moments_job is not None else ()
-        if plan is not None and pending:
-            plan.fill(moments[4 * len(numeric):], timings["moments"])
+        if pending is not None:
+            pending.fill(moments[4 * len(numeric):], timings["moments"])
         operational = operational_job.result()
     at = 0
     for i, c in enumerate(numeric):

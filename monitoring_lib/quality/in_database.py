@@ -436,15 +436,16 @@ class QualityPlan:
                     unexpected[i] = int(conn.execute(query, plan.params.values).fetchone()[0])
             judged = {i: map_result(c.spec, c.mostly, *self._counts(i, c), unexpected[i])
                       for i, c in enumerate(self.checks)}
+            failing = {i: n for i, n in unexpected.items() if n and not judged[i].success}
             # samples for the failed checks only: for a passing one they would cost a scan of the window
-            samples = self._samples(conn, {i: unexpected[i] for i, r in judged.items() if not r.success})
+            samples = self._samples(conn, failing)
             for i, c in enumerate(self.checks):
                 out[c.spec.id] = judged[i] if i not in samples else map_result(
                     c.spec, c.mostly, *self._counts(i, c), unexpected[i], samples[i])
             for spec in self.specs:
                 if spec.expectation_type == ROW_COUNT and spec.id not in out:
                     out[spec.id] = row_count_result(spec, rows)
-            failed = [c for c in self.checks if not out[c.spec.id].success and out[c.spec.id].unexpected_count]
+            failed = [self.checks[i] for i in failing]
             failed_rows = 0
             if failed:
                 query = sql.SQL("SELECT count(*) FROM {w} AND ({flags})").format(
