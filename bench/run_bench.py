@@ -220,6 +220,42 @@ def read_floor(url: str, cfg: Any, repeats: int = 1) -> float:
     return best
 
 
+def scan_floors(url: str, cfg: Any, repeats: int) -> dict[str, float]:
+    """What one pass over the window costs inside PostgreSQL, the yardstick for `compute: database`.
+
+    `scan_s`: one parallel scan with one plain aggregate per monitored column (a sum per numeric
+    column, a count per categorical one), the cheapest query that reads every value. `keys_s`: the same
+    scan computing each column's histogram key as the counts scan does (`width_bucket` over the fine
+    edges, a category's position), summed instead of grouped: the per-row work of histogramming
+    without its hashing. Fastest of `repeats` each.
+    """
+    from monitoring_lib.drift.profile import NumericProfile
+    from monitoring_lib.profiles import load_active_profile
+    from monitoring_lib.pushdown import Params, _bucket, _columns, _fine_buckets, window_rows
+    from monitoring_lib.source import describe_source
+
+    with psycopg.connect(url) as conn:
+        profile = load_active_profile(conn, cfg.endpoint_id, cfg.model.version)
+        types = describe_source(conn, cfg.source)
+        cols = _columns(cfg, profile)
+        fine = {c.name: _fine_buckets(c, cfg.drift.band_k) for c in cols if isinstance(c, NumericProfile)}
+        p = Params()
+        plain = [sql.SQL("sum({}::float8)" if isinstance(c, NumericProfile) else "count({})").format(
+            sql.Identifier(c.name)) for c in cols]
+        keys = [sql.SQL("sum({})").format(_bucket(c, fine, types[c.name], p)) for c in cols]
+        window = window_rows(cfg, p, WINDOW_START, WINDOW_END)
+        out = {}
+        for name, items in (("scan_s", plain), ("keys_s", keys)):
+            query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(items), window)
+            best = float("inf")
+            for _ in range(repeats):
+                began = time.perf_counter()
+                conn.execute(query, p.values).fetchone()
+                best = min(best, time.perf_counter() - began)
+            out[name] = best
+    return out
+
+
 def dynatrace_push(url: str) -> dict:
     """10,000 lines through the outbox to a local ingest server, as `mlmon dynatrace push` sends them."""
     sys.path.insert(0, str(ROOT))
@@ -342,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             configs.append(make_config("pushdown", compute="database"))
         print("running the in-database pushdown (child process) ...", flush=True)
         push = _in_child(pushdown_child, url, configs)
+        print("measuring one scan of each pushdown window in PostgreSQL ...", flush=True)
+        scans = [scan_floors(url, c, repeats=3 if i == 0 else 2) for i, c in enumerate(configs)]
         print(f"running the interval split into feature groups of {args.group_size} (one child each) ...", flush=True)
         grouped_cfg = make_config("interval", group_size=args.group_size)
         groups = [_in_child(group_child, url, grouped_cfg, g) for g in range(len(grouped_cfg.feature_groups()))]
@@ -367,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         "dq_state": pipe["dq_state"],
         "pushdown_same_rows_s": round(same["seconds"], 3),
         "pushdown_same_rows_queries": same["queries"],
+        "scan_floor_s": round(scans[0]["scan_s"], 3),
+        "keys_scan_s": round(scans[0]["keys_s"], 3),
+        "pushdown_same_rows_vs_scan": round(same["seconds"] / scans[0]["scan_s"], 1),
+        "pushdown_scan_floor_s": round(scans[-1]["scan_s"], 3) if not args.skip_pushdown else None,
+        "pushdown_keys_scan_s": round(scans[-1]["keys_s"], 3) if not args.skip_pushdown else None,
+        "pushdown_vs_scan": round(big["seconds"] / scans[-1]["scan_s"], 1) if not args.skip_pushdown else None,
         "pushdown_rows": big["rows"] if not args.skip_pushdown else None,
         "pushdown_s": round(big["seconds"], 3) if not args.skip_pushdown else None,
         "pushdown_queries": big["queries"] if not args.skip_pushdown else None,
@@ -407,12 +451,16 @@ def report(r: dict) -> None:
         ("  peak RSS", f"{r['peak_rss_mb']:.0f} MB  (after imports {r['pipeline_rss_after_imports_mb']:.0f} MB)"),
         ("pushdown, same rows", f"{r['pushdown_same_rows_s']:.2f} s  "
                                 + ", ".join(f"{k} {v:.2f}" for k, v in r["pushdown_same_rows_queries"].items())),
+        ("  one scan in PostgreSQL", f"{r['scan_floor_s']:.2f} s  (pushdown {r['pushdown_same_rows_vs_scan']}x);"
+                                     f" with every histogram key {r['keys_scan_s']:.2f} s"),
     ]
     if r["pushdown_rows"] is not None:
         rows += [
             (f"pushdown, {r['pushdown_rows']:,} rows", f"{r['pushdown_s']:.2f} s  "
                                                         + ", ".join(f"{k} {v:.2f}"
                                                                     for k, v in r["pushdown_queries"].items())),
+            ("  one scan in PostgreSQL", f"{r['pushdown_scan_floor_s']:.2f} s  (pushdown {r['pushdown_vs_scan']}x);"
+                                         f" with every histogram key {r['pushdown_keys_scan_s']:.2f} s"),
         ]
     rows += [
         ("  pushdown peak RSS", f"{r['pushdown_peak_rss_mb']:.0f} MB  (client side)"),
