@@ -15,8 +15,9 @@ same snapshot (`snapshot.Beside`) they run while PostgreSQL hashes the counts on
   `SpecialCount`s an `AggregatePlan` takes from them instead of a FILTER per row); a
   categorical column's bucket is its position among the stored categories.
 - moments: per numeric column mean and population variance of (x - shift) with shift = the reference
-  mean (one shared transition per row, turned back into sum and sum of squares), and the plan's
-  remaining aggregates.
+  mean (one shared transition per row; sum and sum of squares follow), and the plan's remaining
+  aggregates. Where a finite value overflows float8 (1e300 squared), PostgreSQL raises rather than
+  return Infinity, so the scan runs again with its sums in numeric (`overflow_safe`).
 - quantiles: the order statistics each quantile needs, and the min and max: the fine cumulative counts
   say which bucket holds the k-th and (k+1)-th smallest finite value (k = floor(q * (n - 1)), NumPy's
   linear interpolation), and one `array_agg` per column over those buckets only is sorted and indexed.
@@ -50,6 +51,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -173,16 +175,19 @@ class AggregatePlan:
         self.params = Params()
         self.window = window_rows(cfg, self.params, start, end)
         self._items: dict[str, sql.Composable] = {}
+        self._exact: dict[str, sql.Composable] = {}
         self._derivable: dict[str, Derivable] = {}
         self._deferred: dict[str, Derivable] = {}
         self._taken: dict[str, int] = {}
         self._values: dict[str, Any] | None = None
         self.seconds: float | None = None
 
-    def add(self, name: str, expr: sql.Composable, derivable: Derivable | None = None) -> None:
+    def add(self, name: str, expr: sql.Composable, derivable: Derivable | None = None,
+            exact: sql.Composable | None = None) -> None:
         """Plan `expr` under `name`; modules needing the same aggregate may add it twice under one name.
 
         `derivable` says that `expr` counts exactly those rows, so a counts scan may answer it instead.
+        `exact` is the same aggregate in numeric, evaluated instead when float8 overflows (`overflow_safe`).
         """
         if self._values is not None or self._deferred:
             raise RuntimeError(f"aggregate {name!r} added after the plan was evaluated")
@@ -190,6 +195,8 @@ class AggregatePlan:
         if known is not None and known != expr:
             raise ValueError(f"aggregate {name!r} is already planned as another expression")
         self._items[name] = expr
+        if exact is not None:
+            self._exact[name] = exact
         if derivable is not None:
             self._derivable[name] = derivable
 
@@ -222,7 +229,11 @@ class AggregatePlan:
     @property
     def expressions(self) -> list[sql.Composable]:
         """The expressions still to evaluate, in the order `fill` expects their values."""
-        return [self._items[name] for name in self._pending]
+        return self.expressions_for(exact=False)
+
+    def expressions_for(self, exact: bool) -> list[sql.Composable]:
+        """`expressions`, with each one's numeric form where it has one if `exact`."""
+        return [self._exact.get(name, self._items[name]) if exact else self._items[name] for name in self._pending]
 
     @property
     def evaluated(self) -> bool:
@@ -240,8 +251,9 @@ class AggregatePlan:
         began = time.perf_counter()
         row: Sequence[Any] = ()
         if self.expressions:
-            query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(self.expressions), self.window)
-            row = conn.execute(query, self.params.values).fetchone() or ()
+            queries = {exact: sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(self.expressions_for(exact)),
+                                                                 self.window) for exact in (False, True)}
+            row = next(iter(overflow_safe(conn, queries, self.params.values)), ())
         self.fill(row, round(time.perf_counter() - began, 4))
 
     def __getitem__(self, name: str) -> Any:
@@ -260,6 +272,21 @@ class DuplicateIds:
 
     column: str
     rows: int
+
+
+def overflow_safe(conn: psycopg.Connection, queries: dict[bool, sql.Composed], params: dict[str, Any]) -> list[tuple]:
+    """Run `queries[False]`, or `queries[True]` (its float sums and means in numeric) where that overflows.
+
+    PostgreSQL raises instead of giving Infinity when finite values overflow float8: a sentinel such as
+    1e300 makes the running sum of squares behind `avg` exceed float max. NumPy gives a huge or infinite
+    float for the same rows, and so does the numeric form, converted in Python; only such a window pays
+    for numeric arithmetic.
+    """
+    try:
+        with conn.transaction():  # a savepoint: the snapshot's transaction survives the error
+            return conn.execute(queries[False], params).fetchall()
+    except psycopg.errors.NumericValueOutOfRange:
+        return conn.execute(queries[True], params).fetchall()
 
 
 def raise_work_mem(conn: psycopg.Connection) -> None:
@@ -285,6 +312,12 @@ def finite(v: sql.Composable) -> sql.Composed:
 
 def _as_float(name: str) -> sql.Composed:
     return sql.SQL("{}::float8").format(sql.Identifier(name))
+
+
+def exact_number(v: sql.Composable) -> sql.Composed:
+    """A float8 as numeric without rounding: the direct cast keeps 15 digits, which turns float max into
+    a number above it; the shortest text form is exact."""
+    return sql.SQL("{}::text::numeric").format(v)
 
 
 def category_key(name: str, pgtype: str) -> sql.Composed:
@@ -427,10 +460,6 @@ def _counts_query(
     return query, p.values
 
 
-def _fetch_all(conn: psycopg.Connection, query: sql.Composed, params: dict[str, Any]) -> list[tuple]:
-    return conn.execute(query, params).fetchall()
-
-
 def _count_buckets(conn: psycopg.Connection, query: sql.Composed, params: dict[str, Any]) -> list[tuple]:
     """Run the counts query with the bucket keys computed in parallel workers, which leaves the leader only
     the hashing: the planner, which costs the keys as cheap, would otherwise compute them in the leader too."""
@@ -527,27 +556,35 @@ def _plan_quantiles(buckets: dict[int, int], n: int) -> _QuantilePlan:
     return plan
 
 
-def _moments(c: NumericProfile, p: Params, filtered: bool) -> sql.Composed:
+def _moments(c: NumericProfile, p: Params, filtered: bool, exact: bool = False) -> sql.Composed:
     """Mean and population variance of (x - shift) of a numeric column; over finite values if `filtered`.
 
     `avg` and `var_pop` of one input share PostgreSQL's transition state (count, sum and Youngs-Cramer
     sum of squared deviations), so this is one update per row: a third of the CPU of sum, sum of
     squares, min and max. `_sums` turns them back into sums; min and max are order statistics.
+    `exact`: in numeric, for a window where float8 overflows (`overflow_safe`).
     """
     v = _as_float(c.name)
-    d = sql.SQL("({v} - {s})").format(v=v, s=p(c.mean, "::float8"))
+    if exact:
+        d = sql.SQL("({v} - {s})").format(v=exact_number(v), s=exact_number(p(c.mean, "::float8")))
+    else:
+        d = sql.SQL("({v} - {s})").format(v=v, s=p(c.mean, "::float8"))
     only = sql.SQL(" FILTER (WHERE {})").format(finite(v)) if filtered else sql.SQL("")
     return sql.SQL("avg({d}){o}, var_pop({d}){o}").format(d=d, o=only)
 
 
-def _sums(mean: float, variance: float, n: int) -> tuple[float, float]:
-    """sum and sum of squares of n values with that mean and population variance."""
-    return mean * n, n * (variance + mean * mean)
+def _sums(mean: float | Decimal, variance: float | Decimal, n: int) -> tuple[float, float]:
+    """sum and sum of squares of n values with that mean and population variance.
+
+    Numeric results stay `Decimal` until the end: a square beyond float max becomes Infinity only when
+    converted, as NumPy's does, and a sum just below float max stays finite.
+    """
+    return float(mean * n), float(n * (variance + mean * mean))
 
 
 def _moments_query(
     cfg: EndpointConfig, numeric: list[NumericProfile], start: datetime, end: datetime, p: Params,
-    extra: list[sql.Composable],
+    extra: list[sql.Composable], exact: bool = False,
 ) -> sql.Composed:
     """One scan: per numeric column its two `_moments` unfiltered, then the `extra` aggregates.
 
@@ -556,14 +593,14 @@ def _moments_query(
     per aggregate costs more CPU than the aggregate; the counts scan says which columns hold NaN or
     ±Infinity, and `_quantiles_query` computes theirs again.
     """
-    items = [_moments(c, p, filtered=False) for c in numeric] + extra
+    items = [_moments(c, p, filtered=False, exact=exact) for c in numeric] + extra
     return sql.SQL("SELECT {} FROM {rel} {window}").format(
         sql.SQL(", ").join(items), rel=source_relation(cfg.source, "src"), window=_window(cfg, p, start, end))
 
 
 def _quantiles_query(
     cfg: EndpointConfig, numeric: list[NumericProfile], plans: dict[str, _QuantilePlan], fine: dict[str, _Fine],
-    start: datetime, end: datetime, p: Params, redo: set[str],
+    start: datetime, end: datetime, p: Params, redo: set[str], exact: bool = False,
 ) -> sql.Composed:
     """One scan: the order statistics of each planned column, and the finite `_moments` of the `redo` columns.
 
@@ -578,7 +615,7 @@ def _quantiles_query(
     for i, c in enumerate(numeric):
         v = _as_float(c.name)
         if c.name in redo:
-            inner.append(_moments(c, p, filtered=True))
+            inner.append(_moments(c, p, filtered=True, exact=exact))
             names += [f"m{i}.{j}" for j in range(2)]
             outer += [sql.SQL("t.{}").format(sql.Identifier(f"m{i}.{j}")) for j in range(2)]
         plan = plans.get(c.name)
@@ -607,11 +644,10 @@ def _quantiles_query(
 
 
 def _operational_query(
-    cfg: EndpointConfig, types: dict[str, str], start: datetime, end: datetime
-) -> tuple[sql.Composed, dict[str, Any]]:
+    cfg: EndpointConfig, types: dict[str, str], start: datetime, end: datetime, p: Params, exact: bool = False
+) -> sql.Composed:
     """Per 5-minute bucket: rows, first/last timestamp, errors, latency mean and quantiles over finite latencies."""
     src = cfg.source
-    p = Params()
     ts = sql.Identifier("src", src.timestamp_column)
     # date_bin counts whole microseconds from the window start: the bucket `bucket_metrics` computes, and
     # far cheaper per row than numeric arithmetic on extract(epoch ...)
@@ -622,14 +658,14 @@ def _operational_query(
                  if src.error_column else sql.SQL("NULL::bigint"))
     if src.latency_column:
         lat = _as_float(src.latency_column)
-        items.append(sql.SQL("avg({v}) FILTER (WHERE {f}),"
+        items.append(sql.SQL("avg({a}) FILTER (WHERE {f}),"
                              " percentile_cont({q}) WITHIN GROUP (ORDER BY {v}) FILTER (WHERE {f})").format(
-            v=lat, f=finite(lat), q=p(list(LATENCY_QUANTILES.values()), "::float8[]")))
+            a=exact_number(lat) if exact else lat, v=lat, f=finite(lat),
+            q=p(list(LATENCY_QUANTILES.values()), "::float8[]")))
     else:
         items.append(sql.SQL("NULL::float8, NULL::float8[]"))
-    query = sql.SQL("SELECT {items} FROM {rel} {window} GROUP BY 1 ORDER BY 1").format(
+    return sql.SQL("SELECT {items} FROM {rel} {window} GROUP BY 1 ORDER BY 1").format(
         items=sql.SQL(", ").join(items), rel=source_relation(src, "src"), window=_window(cfg, p, start, end))
-    return query, p.values
 
 
 def _columns(cfg: EndpointConfig, profile: ReferenceProfile | None) -> list[ColumnProfile]:
@@ -798,9 +834,8 @@ def summaries_in_database(
     numeric = [c for c in cols if isinstance(c, NumericProfile)]
     timings: dict[str, float] = {}
 
-    def run(name: str, query: sql.Composed, params: dict[str, Any], on: psycopg.Connection = conn,
-            execute: Callable[[psycopg.Connection, sql.Composed, dict[str, Any]], list[tuple]] = _fetch_all,
-            ) -> list[tuple]:
+    def run(name: str, query: Any, params: dict[str, Any], on: psycopg.Connection = conn,
+            execute: Callable[[psycopg.Connection, Any, dict[str, Any]], list[tuple]] = overflow_safe) -> list[tuple]:
         began = time.perf_counter()
         with query_errors(cfg.endpoint_id, "summary query"):
             rows = execute(on, query, params)
@@ -822,15 +857,16 @@ def summaries_in_database(
             pending.defer(answers.knows)
         # the operational buckets and the moments need nothing from the counts: beside it when a twin session exists
         side = beside if beside is not None else Beside(conn, None)
-        operational_query, operational_params = _operational_query(cfg, types, start, end)
-        operational_job = side.submit(lambda on: run("operational", operational_query, operational_params, on=on))
+        o = Params()
+        operational_queries = {exact: _operational_query(cfg, types, start, end, o, exact) for exact in (False, True)}
+        operational_job = side.submit(lambda on: run("operational", operational_queries, o.values, on=on))
         p = plan.params if plan is not None else Params()
-        extra = pending.expressions if pending is not None else []
         moments_job = None
-        if numeric or extra:
-            moments_query = _moments_query(cfg, numeric, start, end, p, extra)
+        if numeric or (pending is not None and pending.expressions):
+            moments_queries = {exact: _moments_query(cfg, numeric, start, end, p, pending.expressions_for(exact)
+                                                     if pending is not None else [], exact) for exact in (False, True)}
             moments_params = dict(p.values)  # bound now: the twin's thread reads them while this one goes on
-            moments_job = side.submit(lambda on: run("moments", moments_query, moments_params, on=on)[0])
+            moments_job = side.submit(lambda on: run("moments", moments_queries, moments_params, on=on)[0])
         counts = _group_counts(run("counts", *_counts_query(cfg, cols, fine, types, start, end),
                                    execute=_count_buckets), cols, fine) if cols else []
         summaries, plans = _summaries(cols, counts, fine, non_finite_as_null)
@@ -840,8 +876,9 @@ def summaries_in_database(
         located: Sequence[Any] = ()
         if plans:
             q = Params()
-            located = run("quantiles", _quantiles_query(cfg, numeric, plans, fine, start, end, q, redo & set(plans)),
-                          q.values)[0]
+            quantiles_queries = {exact: _quantiles_query(cfg, numeric, plans, fine, start, end, q, redo & set(plans),
+                                                         exact) for exact in (False, True)}
+            located = run("quantiles", quantiles_queries, q.values)[0]
         moments: Sequence[Any] = moments_job.result() if moments_job is not None else ()
         if pending is not None:
             pending.fill(moments[2 * len(numeric):], timings["moments"])
@@ -867,7 +904,7 @@ def summaries_in_database(
             quantile_plan.values.update(zip(sorted(quantile_plan.wanted), map(float, values), strict=True))
             quantiles = quantile_plan.quantiles()
             lo, hi = quantile_plan.extremes()
-        s, sq = _sums(float(mean), float(variance), summaries[c.name].n)
+        s, sq = _sums(mean, variance, summaries[c.name].n)
         summaries[c.name] = dataclasses.replace(summaries[c.name], sum=s, sum_sq=sq, min=lo, max=hi,
                                                 quantiles=quantiles)
     return PushdownResult(

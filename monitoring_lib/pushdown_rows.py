@@ -39,6 +39,7 @@ from monitoring_lib.pushdown import (
     DuplicateIds,
     SpecialCount,
     error_flag,
+    exact_number,
     finite,
 )
 
@@ -201,6 +202,8 @@ def bad_rows_in_database(
 _KPI_AGG = {"sum": "coalesce(sum({v}) FILTER (WHERE {f}), 0)", "mean": "avg({v}) FILTER (WHERE {f})",
             "min": "min({v}) FILTER (WHERE {f})", "max": "max({v}) FILTER (WHERE {f})",
             "count": "count(*) FILTER (WHERE {f})"}
+# the sums in numeric, where float8 overflows (`overflow_safe`); min, max and count cannot
+_KPI_EXACT = {"sum": "coalesce(sum({x}) FILTER (WHERE {f}), 0)", "mean": "avg({x}) FILTER (WHERE {f})"}
 
 
 class KpiPlan:
@@ -218,7 +221,9 @@ class KpiPlan:
             else:
                 cast = "{}::int::float8" if types[kpi.column] == "bool" else "{}::float8"
                 v = sql.SQL(cast).format(sql.Identifier(kpi.column))
-                plan.add(f"kpi.{i}", sql.SQL(_KPI_AGG[kpi.agg]).format(v=v, f=finite(v)))
+                exact = _KPI_EXACT.get(kpi.agg)
+                plan.add(f"kpi.{i}", sql.SQL(_KPI_AGG[kpi.agg]).format(v=v, f=finite(v)),
+                         exact=None if exact is None else sql.SQL(exact).format(x=exact_number(v), f=finite(v)))
 
     def results(self, conn: psycopg.Connection) -> list[AppResult]:
         """One `AppResult` per configured KPI, in config order (evaluates the plan if no scan carried it)."""

@@ -9,6 +9,7 @@ must agree: counts exactly, floating-point values to 1e-9 relative (sums are add
 from __future__ import annotations
 
 import math
+import sys
 from datetime import timedelta
 
 import pytest
@@ -152,3 +153,30 @@ def test_database_mode_with_other_uniqueness_checks_beside_the_shared_request_id
     assert unexpected["unique:request_id"] > 0
     assert unexpected["extra[0]:expect_column_values_to_be_unique:region"] > 0
     assert {row[1] for row in database["app_results"] if row[0] == "kpi"}  # KPIs came from the shared scan too
+
+
+def test_database_mode_with_values_whose_squares_overflow_float8_stores_what_memory_mode_stores(demo_db, conn):
+    """A sentinel such as 1e300 or float max is a finite value, so no bad row: NumPy's sums of squares become
+    Infinity, where PostgreSQL's float8 aggregates raise. The numeric retry of `overflow_safe` gives the same
+    stored moments, KPIs (a sum and a mean over the column) and latency averages instead of a failed run."""
+    cfg = demo_config()
+    window = (START + timedelta(hours=8), START + timedelta(hours=9))
+    table, ts = sql.Identifier(*cfg.source.table.split(".")), sql.Identifier(cfg.source.timestamp_column)
+    for column, value in (("claimed_amount", 1e300), ("market_value", sys.float_info.max), ("latency_ms", 1e300)):
+        conn.execute(sql.SQL("UPDATE {t} SET {c} = %s WHERE ctid = (SELECT ctid FROM {t} WHERE {ts} >= %s AND {ts} < %s"
+                             " AND {c} IS NOT NULL ORDER BY {ts} LIMIT 1)").format(
+            t=table, c=sql.Identifier(column), ts=ts), (value, *window))
+    conn.commit()
+    run_interval(demo_db, cfg, *window)
+    memory = stored(conn)
+    report = run_interval(demo_db, database_config(), *window)
+    database = stored(conn)
+    assert report.status == "ok"
+    assert_same_results(memory, database)
+    stats = {(f, m): v for f, m, v in database["feature_stats"]}
+    assert stats[("claimed_amount", "max")] == 1e300 and math.isclose(stats[("claimed_amount", "mean")], 1e300 / 410)
+    assert stats[("market_value", "max")] == sys.float_info.max and math.isfinite(stats[("market_value", "mean")])
+    kpis = {name: value for app, name, _, _, value in database["app_results"] if app == "kpi"}
+    assert math.isclose(kpis["total_claimed_amount"], 1e300) and math.isclose(kpis["average_amount"], 1e300 / 410)
+    latency = [value for _, metric, value in database["operational_metrics"] if metric == "latency_avg"]
+    assert max(latency) > 1e297 and all(map(math.isfinite, latency))
