@@ -136,6 +136,8 @@ def _numeric_summary(raw: pd.Series, col: NumericProfile, band_k: float) -> Colu
                              int(nulls.sum()), invalid, shift=col.mean)
     ordered = np.sort(v)
     d = v - col.mean
+    with np.errstate(over="ignore"):  # a finite sentinel such as 1e300 squares to Infinity: the intended sum
+        total, sum_sq = float(d.sum()), float(np.dot(d, d))
     low, high = col.mean - band_k * col.std, col.mean + band_k * col.std
     if np.isfinite(low) and np.isfinite(high):
         outside = int(np.searchsorted(ordered, low, side="left") + n - np.searchsorted(ordered, high, side="right"))
@@ -148,8 +150,8 @@ def _numeric_summary(raw: pd.Series, col: NumericProfile, band_k: float) -> Colu
         n=n,
         null_count=int(nulls.sum()),
         invalid_count=invalid,
-        sum=float(d.sum()),
-        sum_sq=float(np.dot(d, d)),
+        sum=total,
+        sum_sq=sum_sq,
         min=float(ordered[0]),
         max=float(ordered[-1]),
         quantiles=dict(zip(QUANTILE_KEYS, (float(a) for a in np.quantile(ordered, QUANTILES)), strict=True)),
