@@ -253,7 +253,7 @@ class AggregatePlan:
         if self.expressions:
             queries = {exact: sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(self.expressions_for(exact)),
                                                                  self.window) for exact in (False, True)}
-            row = next(iter(overflow_safe(conn, queries, self.params.values)), ())
+            row = overflow_safe(conn, queries, self.params.values)[0]  # an aggregate without GROUP BY: one row
         self.fill(row, round(time.perf_counter() - began, 4))
 
     def __getitem__(self, name: str) -> Any:
