@@ -25,6 +25,7 @@ from monitoring_lib.errors import SourceError
 from monitoring_lib.frames import normalise_frame
 from monitoring_lib.operational import bucket_metrics
 from monitoring_lib.pushdown import summaries_in_database
+from monitoring_lib.snapshot import beside
 from monitoring_lib.source import read_window, window_query
 
 START = datetime(2026, 4, 2, 9, tzinfo=timezone.utc)
@@ -165,6 +166,28 @@ def test_database_summaries_equal_in_memory_summaries_of_the_same_rows(conn, db_
     assert result.first_ts == frame["ts"].min() and result.last_ts == frame["ts"].max()
     assert_same_drift(result.summaries, memory, profile, cfg)
     assert set(result.timings) == {"counts", "moments", "quantiles", "operational"}
+
+
+def test_with_a_snapshot_twin_the_quantile_columns_are_split_between_the_sessions(conn, db_url, monkeypatch):
+    """x (NaN, ±Infinity) and k go to the main session, the odd column (NaN) and the prediction to the twin: the
+    order statistics and the recomputed finite moments of both halves land on their own columns. The split is
+    for servers whose `array_agg` runs in one process (before 16); this one is made to take that path."""
+    cfg = make_cfg()
+    profile = seed(conn, cfg)
+    alone = summaries_in_database(conn, cfg, profile, START, END, cfg.drift.band_k)
+    assert pushdown._arrays_in_one_process(conn) == (conn.info.server_version < 160000)
+    monkeypatch.setattr(pushdown, "_arrays_in_one_process", lambda _conn: True)
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        with beside(conn, db_url) as side:
+            assert side.parallel
+            split = summaries_in_database(conn, cfg, profile, START, END, cfg.drift.band_k, beside=side)
+    assert set(split.timings) == {"counts", "moments", "quantiles", "quantiles_beside", "operational"}
+    assert split.summaries.keys() == alone.summaries.keys()
+    for name in alone.summaries:
+        assert_same_summary(split.summaries[name], alone.summaries[name])
+    assert split.summaries[ODD].invalid_count == 1 and split.summaries["x"].invalid_count == 3
+    assert (split.rows, split.first_ts, split.last_ts) == (alone.rows, alone.first_ts, alone.last_ts)
 
 
 def test_last_edge_belongs_to_the_last_inner_bin(conn):
