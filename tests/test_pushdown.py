@@ -175,13 +175,17 @@ def test_with_a_snapshot_twin_the_quantile_columns_are_split_between_the_session
     cfg = make_cfg()
     profile = seed(conn, cfg)
     alone = summaries_in_database(conn, cfg, profile, START, END, cfg.drift.band_k)
-    assert pushdown._arrays_in_one_process(conn) == (conn.info.server_version < 160000)
+
+    def with_twin() -> pushdown.PushdownResult:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            with beside(conn, db_url) as side:
+                assert side.parallel
+                return summaries_in_database(conn, cfg, profile, START, END, cfg.drift.band_k, beside=side)
+
+    assert ("quantiles_beside" in with_twin().timings) == (conn.info.server_version < 160000)
     monkeypatch.setattr(pushdown, "_arrays_in_one_process", lambda _conn: True)
-    with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        with beside(conn, db_url) as side:
-            assert side.parallel
-            split = summaries_in_database(conn, cfg, profile, START, END, cfg.drift.band_k, beside=side)
+    split = with_twin()
     assert set(split.timings) == {"counts", "moments", "quantiles", "quantiles_beside", "operational"}
     assert split.summaries.keys() == alone.summaries.keys()
     for name in alone.summaries:
