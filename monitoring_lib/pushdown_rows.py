@@ -3,8 +3,9 @@
 They give the numbers `frames.normalise_frame` and `applications.compute_kpis` give in memory, from
 aggregate queries, so no row of the window reaches Python. `BadRowsPlan` and `KpiPlan` add their counts
 to a shared `pushdown.AggregatePlan` (in `compute: database`, the summaries' moments scan evaluates
-it); bad rows then need one `GROUP BY` of the request id, whose duplicate count the uniqueness check
-on that column reuses (and, only when ids repeat, a second grouping of the repeated ids' rows):
+it); bad rows then need one `GROUP BY` of the request id (none when a unique index on it rules repeats out),
+whose duplicate count the uniqueness check on that column reuses (and, only when ids repeat, a second
+grouping of the repeated ids' rows):
 
 - defects per reason: numeric values that are NULL or NaN (`null:<col>`; a prediction on an error
   row is expected to be missing), ±Infinity (`non_finite:<col>`), NULL categories, NULL request ids,
@@ -42,6 +43,7 @@ from monitoring_lib.pushdown import (
     exact_number,
     finite,
 )
+from monitoring_lib.source import unique_columns
 
 _NUMERIC_OK = NUMBER_TYPES | {"bool"}
 
@@ -141,10 +143,11 @@ class BadRowsPlan:
     def repeated_ids(self, conn: psycopg.Connection) -> tuple[int, int]:
         """(occurrences after the first, rows sharing an id) over the non-null request ids of the window.
 
-        Needs nothing from the plan's scan, so it may run on another session of the same snapshot.
+        Needs nothing from the plan's scan, so it may run on another session of the same snapshot. A unique
+        index on the request id answers without reading the window (an inference log's usual primary key).
         """
         ident = self._request_id
-        if ident is None:
+        if ident is None or self.cfg.source.request_id_column in unique_columns(conn, self.cfg.source):
             return 0, 0
         ids = self._repeated(ident, sql.SQL("count(*) AS n"))
         row = conn.execute(sql.SQL("SELECT coalesce(sum(n - 1), 0), coalesce(sum(n), 0) FROM ({}) AS ids").format(ids),

@@ -73,6 +73,29 @@ def count_window(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime,
     return int(conn.execute(query, (start, end)).fetchone()[0])
 
 
+_UNIQUE_COLUMNS = """
+SELECT a.attname FROM pg_index AS i
+JOIN pg_class AS c ON c.oid = i.indrelid
+JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1
+  AND i.indpred IS NULL AND i.indexprs IS NULL
+  AND (c.relkind = 'p' OR NOT EXISTS (SELECT FROM pg_inherits AS h WHERE h.inhparent = c.oid))
+"""
+
+
+def unique_columns(conn: psycopg.Connection, source: SourceConfig) -> frozenset[str]:
+    """Columns whose non-null values a unique index keeps distinct, so counting their repeats needs no grouping.
+
+    Only a `table:` source's valid single-column unique indexes without a predicate or expression count
+    (primary keys and unique constraints included), and not on a table with inheritance children, which
+    such an index does not cover; a partitioned table's index covers its partitions.
+    """
+    if not source.table:
+        return frozenset()
+    rows = conn.execute(_UNIQUE_COLUMNS, (qualified(source.table).as_string(conn),)).fetchall()
+    return frozenset(name for (name,) in rows)
+
+
 def describe_source(conn: psycopg.Connection, source: SourceConfig) -> dict[str, str]:
     """Column name -> PostgreSQL type name of the live source, without reading any row."""
     query = sql.SQL("SELECT * FROM {rel} LIMIT 0").format(rel=source_relation(source))

@@ -77,7 +77,7 @@ from monitoring_lib.quality.results import (
     unknown_kwargs,
 )
 from monitoring_lib.quality.suite import FLOAT_MAX, ExpectationSpec, build_expectations
-from monitoring_lib.source import describe_source
+from monitoring_lib.source import describe_source, unique_columns
 
 Kind = Literal["numeric", "category", "timestamp", "flag", "raw"]
 # Up to this many unexpected rows, a check's sample values come from one scan shared with the other such checks.
@@ -317,7 +317,8 @@ class QualityPlan:
     Built before the scan (it adds its `count(*) FILTER (...)` items to the plan), read after it by
     `outcome`, which runs only what a plain aggregate cannot give: one GROUP BY per uniqueness check
     (none for a check on the request id over all rows when the bad-row grouping's `DuplicateIds` is
-    given), and the count of flagged rows when some check failed.
+    given, nor on a column a unique index keeps distinct), and the count of flagged rows when some
+    check failed.
     """
 
     def __init__(
@@ -329,6 +330,7 @@ class QualityPlan:
         if missing:  # `read_window` cannot select them either
             raise SourceError(f"{cfg.endpoint_id}: source lacks configured column(s) {missing}")
         self.cfg, self.plan = cfg, plan
+        self._unique: frozenset[str] | None = None  # read from the catalog when a uniqueness check needs it
         self.specs = build_expectations(cfg, profile, plan.start, plan.end, now)
         cols = _columns(cfg, types)
         self.known: dict[str, QualityResult] = {}
@@ -383,6 +385,16 @@ class QualityPlan:
             return duplicates.rows
         return None
 
+    def _kept_unique(self, conn: psycopg.Connection, check: _RowCheck) -> bool:
+        """Whether a unique index keeps the check's values distinct, in any subset of rows: true for a plain
+        column with one, not for a converted value (distinct numbers may coincide once read as float8)."""
+        column = check.spec.kwargs["column"]
+        if check.value != sql.Identifier(column):
+            return False
+        if self._unique is None:
+            self._unique = unique_columns(conn, self.cfg.source)
+        return column in self._unique
+
     def _samples(self, conn: psycopg.Connection, unexpected: dict[int, int]) -> dict[int, list[Any]]:
         """Per check in `unexpected` with unexpected rows, up to `PARTIAL_UNEXPECTED_COUNT` of their values:
         Great Expectations' `partial_unexpected_list`.
@@ -429,6 +441,8 @@ class QualityPlan:
                     unexpected[i] = int(plan[f"quality.{i}.unexpected"])
                 elif shared is not None:
                     unexpected[i] = shared
+                elif self._kept_unique(conn, c):
+                    unexpected[i] = 0
                 else:
                     query = sql.SQL("SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {w} AND {d} AND {v}"
                                     " IS NOT NULL GROUP BY {v} HAVING count(*) > 1) AS dups").format(
