@@ -61,8 +61,14 @@ def feature_expr(i: int, drift: bool, params: dict[str, Any]) -> sql.Composed:
     return composed
 
 
-def create_source(conn: psycopg.Connection, table: str, rows: int, start: datetime, *, drift: bool) -> float:
-    """An inference log of `rows` rows spread over one hour, generated inside PostgreSQL; returns seconds."""
+def create_source(
+    conn: psycopg.Connection, table: str, rows: int, start: datetime, *, drift: bool, key: bool = True
+) -> float:
+    """An inference log of `rows` rows spread over one hour, generated inside PostgreSQL; returns seconds.
+
+    With `key`, the request id is the primary key, as in most inference logs (built after loading, which is
+    faster than maintaining it row by row); without it the database mode groups the window's ids.
+    """
     began = time.perf_counter()
     ident = sql.Identifier(SCHEMA, table)
     features = numeric_names()
@@ -81,6 +87,8 @@ def create_source(conn: psycopg.Connection, table: str, rows: int, start: dateti
         " random() < 0.01"
         " FROM generate_series(1, %(n)s) AS i"
     ).format(t=ident, feats=feats), params)
+    if key:
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (request_id)").format(ident))
     conn.commit()
     conn.autocommit = True
     conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(ident))  # hint bits set: reads measure steady state
@@ -313,6 +321,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--group-size", type=int, default=6,
                         help="features per mapped task for the feature-group measurement")
     parser.add_argument("--skip-pushdown", action="store_true", help="skip the large pushdown interval")
+    parser.add_argument("--no-primary-key", action="store_true",
+                        help="source tables without a primary key on request_id (the database mode groups the ids)")
     parser.add_argument("--database-url", help="an existing PostgreSQL (schema mlmon_bench and the monitoring "
                         "schema are written); default: a throwaway embedded server")
     args = parser.parse_args(argv)
@@ -332,13 +342,14 @@ def prepare(url: str, args: argparse.Namespace) -> dict[str, float]:
     from monitoring_lib.source import read_window
 
     setup: dict[str, float] = {}
+    key = not args.no_primary_key
     with psycopg.connect(url) as conn:
         migrations.upgrade(conn)
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
         conn.commit()
         setup["generate_reference_s"] = create_source(conn, "reference", args.reference_rows,
-                                                      WINDOW_START - timedelta(days=7), drift=False)
-        setup["generate_interval_s"] = create_source(conn, "interval", args.rows, WINDOW_START, drift=True)
+                                                      WINDOW_START - timedelta(days=7), drift=False, key=key)
+        setup["generate_interval_s"] = create_source(conn, "interval", args.rows, WINDOW_START, drift=True, key=key)
         cfg = make_config("reference")
         began = time.perf_counter()
         ref: pd.DataFrame = read_window(url, cfg, WINDOW_START - timedelta(days=7),
@@ -374,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"generating the pushdown interval: {args.pushdown_rows:,} rows ...", flush=True)
             with psycopg.connect(url) as conn:
                 setup["generate_pushdown_s"] = create_source(conn, "pushdown", args.pushdown_rows, WINDOW_START,
-                                                             drift=True)
+                                                             drift=True, key=not args.no_primary_key)
             configs.append(make_config("pushdown", compute="database"))
         print("running the in-database pushdown (child process) ...", flush=True)
         push = _in_child(pushdown_child, url, configs)
@@ -391,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     same, big = push["runs"][0], push["runs"][-1]
     result = {
         "rows": pipe["rows"],
+        "request_id_primary_key": not args.no_primary_key,
         "read_floor_s": round(floor, 3),
         "pipeline_s": round(pipe["seconds"], 3),
         "pipeline_first_run_s": round(pipe["first_run_s"], 3),
@@ -441,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
 def report(r: dict) -> None:
     m = r["machine"]
     print(f"\nmachine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}, PostgreSQL {m['postgres']}"
-          f" (work_mem {m['work_mem']})")
+          f" (work_mem {m['work_mem']}); request_id {'is' if r['request_id_primary_key'] else 'is not'} the"
+          " source tables' primary key")
     rows = [
         ("interval rows", f"{r['rows']:,}"),
         ("read floor (ADBC -> Arrow)", f"{r['read_floor_s']:.2f} s  (fastest of {r['read_floor_runs_s']})"),
