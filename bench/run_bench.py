@@ -321,7 +321,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--group-size", type=int, default=6,
                         help="features per mapped task for the feature-group measurement")
     parser.add_argument("--skip-pushdown", action="store_true", help="skip the large pushdown interval")
-    parser.add_argument("--no-primary-key", action="store_true",
+    parser.add_argument("--no-primary-key", dest="primary_key", action="store_false",
                         help="source tables without a primary key on request_id (the database mode groups the ids)")
     parser.add_argument("--database-url", help="an existing PostgreSQL (schema mlmon_bench and the monitoring "
                         "schema are written); default: a throwaway embedded server")
@@ -342,14 +342,14 @@ def prepare(url: str, args: argparse.Namespace) -> dict[str, float]:
     from monitoring_lib.source import read_window
 
     setup: dict[str, float] = {}
-    key = not args.no_primary_key
     with psycopg.connect(url) as conn:
         migrations.upgrade(conn)
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
         conn.commit()
-        setup["generate_reference_s"] = create_source(conn, "reference", args.reference_rows,
-                                                      WINDOW_START - timedelta(days=7), drift=False, key=key)
-        setup["generate_interval_s"] = create_source(conn, "interval", args.rows, WINDOW_START, drift=True, key=key)
+        setup["generate_reference_s"] = create_source(conn, "reference", args.reference_rows, WINDOW_START
+                                                      - timedelta(days=7), drift=False, key=args.primary_key)
+        setup["generate_interval_s"] = create_source(conn, "interval", args.rows, WINDOW_START, drift=True,
+                                                     key=args.primary_key)
         cfg = make_config("reference")
         began = time.perf_counter()
         ref: pd.DataFrame = read_window(url, cfg, WINDOW_START - timedelta(days=7),
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"generating the pushdown interval: {args.pushdown_rows:,} rows ...", flush=True)
             with psycopg.connect(url) as conn:
                 setup["generate_pushdown_s"] = create_source(conn, "pushdown", args.pushdown_rows, WINDOW_START,
-                                                             drift=True, key=not args.no_primary_key)
+                                                             drift=True, key=args.primary_key)
             configs.append(make_config("pushdown", compute="database"))
         print("running the in-database pushdown (child process) ...", flush=True)
         push = _in_child(pushdown_child, url, configs)
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     same, big = push["runs"][0], push["runs"][-1]
     result = {
         "rows": pipe["rows"],
-        "request_id_primary_key": not args.no_primary_key,
+        "request_id_primary_key": args.primary_key,
         "read_floor_s": round(floor, 3),
         "pipeline_s": round(pipe["seconds"], 3),
         "pipeline_first_run_s": round(pipe["first_run_s"], 3),
