@@ -10,6 +10,7 @@ from datetime import datetime
 
 import pandas as pd
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
 from monitoring_lib.config import EndpointConfig, SourceConfig
@@ -63,7 +64,23 @@ def read_window(
     except adbc.ProgrammingError as exc:
         raise SourceError(f"{cfg.endpoint_id}: source query failed: {str(exc).splitlines()[0]}") from exc
     # one block per column, each freed from Arrow as it converts: no consolidation copy of the floats
-    return table.to_pandas(split_blocks=True, self_destruct=True)
+    return _text_storage(table).to_pandas(split_blocks=True, self_destruct=True)
+
+
+def _text_storage(table: pa.Table) -> pa.Table:
+    """Extension columns stored as text (PostgreSQL `numeric`, `json`) as that text.
+
+    pandas cannot place an extension column's block when converting block by block (pyarrow raises a
+    KeyError naming the column), so a `numeric` feature would fail the read; `normalise_frame` parses
+    the text as it parses any text number.
+    """
+    for i, field in enumerate(table.schema):
+        kind = field.type
+        if isinstance(kind, pa.BaseExtensionType) and (
+                pa.types.is_string(kind.storage_type) or pa.types.is_large_string(kind.storage_type)):
+            storage = pa.chunked_array([chunk.storage for chunk in table.column(i).chunks], type=kind.storage_type)
+            table = table.set_column(i, field.with_type(kind.storage_type), storage)
+    return table
 
 
 def count_window(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime) -> int:
