@@ -42,17 +42,24 @@ def _as_bool(series: pd.Series) -> np.ndarray:
 
 
 def category_text(series: pd.Series) -> pd.Series:
-    """Categories as the text profiles store: a code column that gained a null (and became float)
-    still reads '3', not '3.0', so it matches the categories fitted from clean data."""
-    text = series.astype("string")
+    """Categories as the text profiles store (`category_counts`): a code column that gained a null (and
+    became float) still reads '3', not '3.0', so it matches the categories fitted from clean data.
+
+    Floats are read as float64, as `category_counts` sees them: whole values as their exact integer
+    digits (beyond int64 too), others as Python prints the float64.
+    """
     if not pd.api.types.is_float_dtype(series):
-        return text
+        return series.astype("string")
     values = series.to_numpy(dtype="float64", na_value=np.nan)
+    text = pd.Series(values, index=series.index).astype("string").to_numpy(dtype=object)
     whole = np.isfinite(values) & (values == np.floor(values))
     if not whole.any():
-        return text
-    as_int = np.where(whole, values, 0).astype(np.int64).astype(str)
-    return pd.Series(np.where(whole, as_int, text.to_numpy(dtype=object)), index=series.index, dtype="string")
+        return pd.Series(text, index=series.index, dtype="string")
+    small = whole & (np.abs(values) < 2.0 ** 63)
+    text = np.where(small, np.where(small, values, 0).astype(np.int64).astype(str), text)
+    for i in np.flatnonzero(whole & ~small):
+        text[i] = str(int(values[i]))
+    return pd.Series(text, index=series.index, dtype="string")
 
 
 def _id_duplicates(ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

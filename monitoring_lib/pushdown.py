@@ -86,6 +86,8 @@ _WORK_MEM = "64MB"
 # The counts scan's Gather cost per row (PostgreSQL's default is 0.1): low enough that its keys are computed in
 # the workers whatever the planner thinks they cost.
 _PARALLEL_TUPLE_COST = "0.001"
+# Below this magnitude a float8 difference cannot overflow (the numeric moments take it in float8).
+_HALF_MAX = sys.float_info.max / 2
 
 
 @dataclass(frozen=True)
@@ -317,23 +319,34 @@ def _as_float(name: str) -> sql.Composed:
 
 
 def exact_number(v: sql.Composable) -> sql.Composed:
-    """A float8 as numeric without rounding: the direct cast keeps 15 digits, which turns float max into
-    a number above it; the shortest text form is exact."""
+    """A float8 as numeric within half an ulp: the shortest text that reads back as the same float8. The
+    direct cast keeps 15 digits, which turns float max into a number above it."""
     return sql.SQL("{}::text::numeric").format(v)
 
 
 def category_key(name: str, pgtype: str) -> sql.Composed:
-    """The value as the text key `category_counts` produces from the same value in pandas."""
+    """The value as the text key `category_counts` produces from the same value in pandas.
+
+    A float is keyed as float8: whole values by their exact integer digits (`int8` where it fits;
+    beyond, an exact power-of-two scaling into `int8` times a `numeric` power of two), other values by
+    the shortest text that reads back as the same float8, as Python prints it: PostgreSQL switches to
+    an exponent from 1e15 and Python from 1e16, so values from 1e15 up are re-read as numeric.
+    """
     col = sql.Identifier(name)
     if pgtype == "bool":
         return sql.SQL("(CASE {c} WHEN true THEN 'True' WHEN false THEN 'False' END)").format(c=col)
     if pgtype in _FLOAT_TYPES:
         v = _as_float(name)
+        # |v| >= 2^63: v / 2^k is an integer below 2^62 for k = floor(log2 |v|) - 60, even one step off
+        k = sql.SQL("(floor(ln(abs({v})) / ln(2::float8))::int - 60)").format(v=v)
         return sql.SQL(
             "(CASE WHEN {v} = 'NaN'::float8 THEN NULL WHEN {v} = 'Infinity'::float8 THEN 'inf'"
-            " WHEN {v} = '-Infinity'::float8 THEN '-inf' WHEN {v} = trunc({v}) THEN trunc({v})::numeric::text"
-            " ELSE {v}::text END)"
-        ).format(v=v)
+            " WHEN {v} = '-Infinity'::float8 THEN '-inf'"
+            " WHEN {v} <> trunc({v}) THEN CASE WHEN abs({v}) >= 1e15::float8 THEN {v}::text::numeric::text"
+            " ELSE {v}::text END"
+            " WHEN abs({v}) < {int8_end} THEN {v}::int8::text"
+            " ELSE trunc(({v} / power(2::float8, {k}))::int8::numeric * 2::numeric ^ {k})::text END)"
+        ).format(v=v, k=k, int8_end=sql.SQL("'9223372036854775808'::float8"))
     return sql.SQL("{}::text").format(col)
 
 
@@ -567,7 +580,14 @@ def _moments(c: NumericProfile, p: Params, filtered: bool, exact: bool = False) 
     `exact`: in numeric, for a window where float8 overflows (`overflow_safe`).
     """
     v = _as_float(c.name)
-    if exact:
+    if exact and abs(c.mean) <= _HALF_MAX:
+        # the difference in float8, as NumPy takes it: a value's text is half an ulp off, which a
+        # difference of nearby values would magnify; only beyond half of float max could it overflow
+        s = p(c.mean, "::float8")
+        d = sql.SQL("(CASE WHEN abs({v}) <= {half} THEN {near} ELSE {far} - {s} END)").format(
+            v=v, half=p(_HALF_MAX, "::float8"), near=exact_number(sql.SQL("({} - {})").format(v, s)),
+            far=exact_number(v), s=exact_number(s))
+    elif exact:
         d = sql.SQL("({v} - {s})").format(v=exact_number(v), s=exact_number(p(c.mean, "::float8")))
     else:
         d = sql.SQL("({v} - {s})").format(v=v, s=p(c.mean, "::float8"))
