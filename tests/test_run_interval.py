@@ -133,3 +133,33 @@ def test_integer_codes_with_nulls_keep_their_category_text():
     codes = pd.Series([3.0, np.nan, 1.0, 2.5])
     assert category_text(codes).tolist() == ["3", pd.NA, "1", "2.5"]
     assert category_text(pd.Series(["north", None])).tolist() == ["north", pd.NA]
+
+
+def test_a_numeric_column_is_read_as_the_floats_its_text_parses_to(conn, db_url):
+    """PostgreSQL `numeric` is converted by the server; beyond float max it is ±Infinity, not an overflow error."""
+    import math
+    import sys
+    from decimal import Decimal
+
+    from monitoring_lib.source import read_window
+    from tests.sources import clean_rows, create_inference_table
+
+    create_inference_table(conn, vehicle_age_type="numeric")
+    half_ulp_above = int(sys.float_info.max) + 2 ** 970  # the first number that rounds to Infinity
+    ages = [Decimal("12.25"), Decimal("NaN"), Decimal("Infinity"), Decimal("-1e400"), Decimal(half_ulp_above - 1),
+            Decimal(-half_ulp_above), None, Decimal("0.1")]
+    rows = clean_rows(len(ages))
+    insert_rows(conn, [(*row[:3], age, *row[4:]) for row, age in zip(rows, ages, strict=True)])
+    conn.commit()
+    cfg = make_config()
+    column = read_window(db_url, cfg, WINDOW_START, WINDOW_END)["vehicle_age"]
+    assert column.dtype == "float64"  # converted by the server, not text for pandas to parse
+    read = column.tolist()
+    expected = [float(a) if a is not None else math.nan for a in ages]
+    assert [repr(x) for x in read] == [repr(x) for x in expected]
+    assert expected[4] == sys.float_info.max and expected[5] == -math.inf
+
+    run_interval(db_url, cfg, WINDOW_START, WINDOW_END)
+    details = conn.execute("SELECT bad_row_details FROM monitoring.interval_runs").fetchone()[0]
+    assert details["non_finite:vehicle_age"] == 3 and details["null:vehicle_age"] == 2  # NaN counts as null
+    assert "wrong_type:vehicle_age" not in details
