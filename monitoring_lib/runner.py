@@ -353,7 +353,8 @@ def _drift_app_results(drift: Any, feature_metric: str) -> list[AppResult]:
                          drift.summary.get("general_drift"), {"reasons": list(drift.reasons)})]
     for row in drift.feature_rows:
         if row["metric"] == feature_metric:
-            results.append(AppResult("drift", f"feature:{row['feature']}", "feature_drift", row["status"],
+            # no status: the metric has no value (a feature without a finite value in the window)
+            results.append(AppResult("drift", f"feature:{row['feature']}", "feature_drift", row["status"] or "unknown",
                                      row["value"], {"metric": row["metric"]}))
     return results
 

@@ -163,3 +163,33 @@ def test_a_numeric_column_is_read_as_the_floats_its_text_parses_to(conn, db_url)
     details = conn.execute("SELECT bad_row_details FROM monitoring.interval_runs").fetchone()[0]
     assert details["non_finite:vehicle_age"] == 3 and details["null:vehicle_age"] == 2  # NaN counts as null
     assert "wrong_type:vehicle_age" not in details
+
+
+def test_a_feature_without_any_value_in_the_window_is_stored_as_unknown_in_both_modes(conn, db_url):
+    """An outage of one upstream column (all NULL or NaN) must not cost the window its results."""
+    import pandas as pd
+
+    from monitoring_lib.config import EndpointConfig
+    from monitoring_lib.reference import fit_and_store
+    from tests.sources import clean_rows, create_inference_table
+
+    create_inference_table(conn)
+    rows = clean_rows(200)
+    insert_rows(conn, [(*r[:2], None if i % 2 else float("nan"), *r[3:]) for i, r in enumerate(rows)])
+    conn.commit()
+    cfg = make_config()
+    reference = pd.DataFrame(clean_rows(500, seed=1), columns=["request_id", "ts", *cfg.source.features,
+                                                               "prediction", "latency_ms", "error"])
+    fit_and_store(db_url, cfg, frame=reference)
+    for compute in ("memory", "database"):
+        report = run_interval(db_url, EndpointConfig.model_validate({**cfg.model_dump(by_alias=True),
+                                                                     "compute": compute}),
+                              WINDOW_START, WINDOW_END)
+        assert report.rows == 200 and report.drift_status in ("no_drift", "possible_drift", "drift_detected")
+        apps = dict(conn.execute("SELECT metric, status FROM monitoring.app_results"
+                                 " WHERE application = 'drift'").fetchall())
+        assert apps["feature:claimed_amount"] == "unknown", compute
+        assert apps["feature:vehicle_age"] in ("no_drift", "possible_drift", "drift_detected"), compute
+        stored = conn.execute("SELECT value, status FROM monitoring.feature_drift WHERE feature = 'claimed_amount'"
+                              " AND metric = %s", (cfg.drift.feature.metric,)).fetchone()
+        assert stored[1] is None and (stored[0] is None or stored[0] != stored[0]), compute
