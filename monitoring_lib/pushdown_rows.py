@@ -45,7 +45,7 @@ from monitoring_lib.pushdown import (
 )
 from monitoring_lib.source import unique_columns
 
-_NUMERIC_OK = NUMBER_TYPES | {"bool"}
+_KPI_TYPES = NUMBER_TYPES | {"bool"}  # a KPI casts bool through int
 
 
 def _numeric_columns(cfg: EndpointConfig) -> list[str]:
@@ -58,7 +58,8 @@ def _numeric_columns(cfg: EndpointConfig) -> list[str]:
 
 def require_numeric_types(cfg: EndpointConfig, types: dict[str, str]) -> None:
     """Fail with the column and its type when a numeric column is not numeric in the database."""
-    wrong = {c: types[c] for c in _numeric_columns(cfg) if c in types and types[c] not in _NUMERIC_OK}
+    # not bool either: PostgreSQL has no boolean -> float8 cast, which the summary queries use
+    wrong = {c: types[c] for c in _numeric_columns(cfg) if c in types and types[c] not in NUMBER_TYPES}
     if wrong:
         listed = ", ".join(f"'{c}' is {t}" for c, t in wrong.items())
         raise SourceError(f"{cfg.endpoint_id}: compute: database needs numeric SQL types for numeric columns "
@@ -219,7 +220,7 @@ class KpiPlan:
         for i, kpi in enumerate(cfg.kpis):
             if kpi.column not in monitored or kpi.column not in types:
                 self.unavailable[i] = f"column '{kpi.column}' is not in the interval data"
-            elif types[kpi.column] not in _NUMERIC_OK:
+            elif types[kpi.column] not in _KPI_TYPES:
                 self.unavailable[i] = f"column '{kpi.column}' is {types[kpi.column]}, not numeric"
             else:
                 cast = "{}::int::float8" if types[kpi.column] == "bool" else "{}::float8"

@@ -44,7 +44,7 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
     for name in src.categorical_features:
         need("source.categorical_features", name)
     if cfg.compute == "database" or cfg.scale_out.feature_group_size:  # SQL aggregates cast it to float8
-        need("source.prediction_column", src.prediction_column, NUMERIC_TYPES | {"bool"},
+        need("source.prediction_column", src.prediction_column, NUMERIC_TYPES,
              "a numeric type with compute: database or feature groups")
     else:
         need("source.prediction_column", src.prediction_column)

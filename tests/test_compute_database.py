@@ -154,6 +154,16 @@ def test_validate_config_checks_the_prediction_type_for_database_mode(demo_db, c
     assert check_columns(conn, demo_config()) == []
     split = demo_config().model_copy(update={"scale_out": ScaleOutConfig(feature_group_size=4)})
     assert check_columns(conn, split) == check_columns(conn, cfg)
+    # a classifier's boolean output: the memory mode reads it, the summary queries cannot cast it to float8
+    conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE boolean USING {} = '1'").format(
+        sql.Identifier(*cfg.source.table.split(".")), *[sql.Identifier(cfg.source.prediction_column)] * 2))
+    conn.commit()
+    assert check_columns(conn, cfg) == [f"{cfg.source_file}: source.prediction_column: column "
+                                        f"'{cfg.source.prediction_column}' is bool, expected a numeric type with "
+                                        "compute: database or feature groups"]
+    assert check_columns(conn, demo_config()) == []
+    with pytest.raises(SourceError, match=fr"\('{cfg.source.prediction_column}' is bool\); cast them"):
+        run_interval(demo_db, cfg, START, START + timedelta(hours=1))
 
 
 def test_database_mode_with_other_uniqueness_checks_beside_the_shared_request_id_grouping(demo_db, conn):
