@@ -53,8 +53,6 @@ def category_text(series: pd.Series) -> pd.Series:
     values = series.to_numpy(dtype="float64", na_value=np.nan)
     text = pd.Series(values, index=series.index).astype("string").to_numpy(dtype=object)
     whole = np.isfinite(values) & (values == np.floor(values))
-    if not whole.any():
-        return pd.Series(text, index=series.index, dtype="string")
     small = whole & (np.abs(values) < 2.0 ** 63)
     text = np.where(small, np.where(small, values, 0).astype(np.int64).astype(str), text)
     for i in np.flatnonzero(whole & ~small):

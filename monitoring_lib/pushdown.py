@@ -580,17 +580,16 @@ def _moments(c: NumericProfile, p: Params, filtered: bool, exact: bool = False) 
     `exact`: in numeric, for a window where float8 overflows (`overflow_safe`).
     """
     v = _as_float(c.name)
-    if exact and abs(c.mean) <= _HALF_MAX:
-        # the difference in float8, as NumPy takes it: a value's text is half an ulp off, which a
-        # difference of nearby values would magnify; only beyond half of float max could it overflow
-        s = p(c.mean, "::float8")
-        d = sql.SQL("(CASE WHEN abs({v}) <= {half} THEN {near} ELSE {far} - {s} END)").format(
-            v=v, half=p(_HALF_MAX, "::float8"), near=exact_number(sql.SQL("({} - {})").format(v, s)),
-            far=exact_number(v), s=exact_number(s))
-    elif exact:
-        d = sql.SQL("({v} - {s})").format(v=exact_number(v), s=exact_number(p(c.mean, "::float8")))
+    s = p(c.mean, "::float8")
+    if not exact:
+        d = sql.SQL("({} - {})").format(v, s)
     else:
-        d = sql.SQL("({v} - {s})").format(v=v, s=p(c.mean, "::float8"))
+        d = sql.SQL("({} - {})").format(exact_number(v), exact_number(s))
+        if abs(c.mean) <= _HALF_MAX:
+            # the difference in float8, as NumPy takes it: a value's text is half an ulp off, which a
+            # difference of nearby values would magnify; only beyond half of float max could it overflow
+            d = sql.SQL("(CASE WHEN abs({v}) <= {half} THEN {near} ELSE {far} END)").format(
+                v=v, half=p(_HALF_MAX, "::float8"), near=exact_number(sql.SQL("({} - {})").format(v, s)), far=d)
     only = sql.SQL(" FILTER (WHERE {})").format(finite(v)) if filtered else sql.SQL("")
     return sql.SQL("avg({d}){o}, var_pop({d}){o}").format(d=d, o=only)
 
