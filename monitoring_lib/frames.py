@@ -14,7 +14,8 @@ from monitoring_lib.config import EndpointConfig
 @dataclass(frozen=True)
 class BadRowReport:
     rows: int
-    bad_rows: int  # distinct rows with at least one defect
+    # distinct rows with at least one defect; of a repeated request id's rows, all but one clean row
+    bad_rows: int
     by_reason: dict[str, int] = field(default_factory=dict)
     # rows whose request id another row shares (nulls excluded): the uniqueness check's answer, found
     # by the same hashing of the ids as the duplicate count
@@ -60,12 +61,32 @@ def category_text(series: pd.Series) -> pd.Series:
     return pd.Series(text, index=series.index, dtype="string")
 
 
-def _id_duplicates(ids: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(id present, id seen on an earlier row, id shared with any other row), from one hashing of the ids."""
-    codes = pd.Series(pd.factorize(ids, use_na_sentinel=True)[0])
-    present = (codes >= 0).to_numpy()
-    first_seen = codes.duplicated(keep="first").to_numpy() & present
-    return present, first_seen, codes.duplicated(keep=False).to_numpy() & present
+@dataclass(frozen=True)
+class _Ids:
+    """One hashing of the request ids: what the bad-row count and the uniqueness check need from it."""
+
+    codes: np.ndarray  # per row, the id's position among the distinct ids; -1 for a null id
+    distinct: int
+    first_seen: np.ndarray  # the id was seen on an earlier row
+    repeated: np.ndarray  # the id is shared with any other row
+
+    def good_rows(self, defective: np.ndarray) -> int:
+        """Rows that are not bad: per id, one of its rows without another defect, if it has one.
+
+        Every row of a repeated id but one is a duplicate; the one kept is a clean row when there
+        is one. Taking the first in read order would make the count depend on an order SQL does not
+        have, and the database mode counts the same way.
+        """
+        clean = self.codes[(self.codes >= 0) & ~defective]
+        return int(np.count_nonzero(np.bincount(clean, minlength=self.distinct)))
+
+
+def _id_duplicates(ids: pd.Series) -> _Ids:
+    codes, uniques = pd.factorize(ids, use_na_sentinel=True)
+    present = codes >= 0
+    series = pd.Series(codes)
+    return _Ids(codes, len(uniques), series.duplicated(keep="first").to_numpy() & present,
+                series.duplicated(keep=False).to_numpy() & present)
 
 
 def normalise_frame(df: pd.DataFrame, cfg: EndpointConfig) -> tuple[pd.DataFrame, BadRowReport]:
@@ -123,9 +144,10 @@ def _normalise_columns(
     if ts is not None:
         out[src.timestamp_column] = pd.to_datetime(ts, utc=True, errors="coerce")
         note("invalid_timestamp", out[src.timestamp_column].isna().to_numpy())
-    repeated = None
-    if ids is not None:
-        present, first_seen, repeated = ids.result()
-        note("null_request_id", ~present)
-        note("duplicate_request_id", first_seen)
-    return out, BadRowReport(rows=len(df), bad_rows=int(bad.sum()), by_reason=reasons, repeated_ids=repeated)
+    if ids is None:
+        return out, BadRowReport(rows=len(df), bad_rows=int(bad.sum()), by_reason=reasons)
+    hashed = ids.result()
+    note("null_request_id", hashed.codes < 0)
+    good = hashed.good_rows(bad)
+    note("duplicate_request_id", hashed.first_seen)
+    return out, BadRowReport(rows=len(df), bad_rows=len(df) - good, by_reason=reasons, repeated_ids=hashed.repeated)

@@ -12,8 +12,8 @@ grouping of the repeated ids' rows):
   duplicated request ids (`duplicate_request_id`: every occurrence after the first);
 - `bad_rows`, the distinct rows with at least one defect. Per request id with n rows of which k have
   another defect, the bad ones are n - 1 + (1 if k = n else 0): the duplicates plus the first row if it is
-  itself defective. pandas keeps the first row *in read order*, which SQL does not have; counting a
-  clean row as the first when there is one is the order-free reading of the same rule.
+  itself defective, where the first is a clean row when there is one (SQL has no read order; the memory
+  mode counts the same way).
 
 Numeric columns must have numeric SQL types in this mode (a text column cannot hold "wrong types" the
 database would silently cast); `require_numeric_types` says which column is not.

@@ -178,6 +178,22 @@ def test_native_checks_can_be_turned_off() -> None:
     assert dataclasses.asdict(run_quality(clean_frame(), off, PROFILE, START, END, now=NOW))["state"] == "passed"
 
 
+def test_a_repeated_request_id_keeps_a_clean_row_whichever_is_read_first() -> None:
+    """Of a repeated id's rows all but one are bad, and the one kept is clean when one is: the count cannot
+    depend on the order rows arrive in, which SQL does not define."""
+    df = clean_frame()
+    df.loc[[10, 11, 12], "request_id"] = "req-shared"
+    df.loc[10, "claimed_amount"] = None  # the first read of the id is defective, a later one is clean
+    df.loc[[20, 21], "request_id"] = "req-both-bad"
+    df.loc[[20, 21], "claimed_amount"] = None
+    cfg = make_cfg()
+    _, bad = normalise_frame(df, cfg)
+    _, reversed_bad = normalise_frame(df.iloc[::-1].reset_index(drop=True), cfg)
+    assert bad.by_reason["duplicate_request_id"] == 3 and bad.by_reason["null:claimed_amount"] == 3
+    assert bad.bad_rows == 4  # row 10 and one copy of the clean row; both rows of the id without a clean row
+    assert reversed_bad.bad_rows == bad.bad_rows
+
+
 def test_request_ids_hashed_once_for_bad_rows_give_the_same_uniqueness_result() -> None:
     df = clean_frame()
     df.loc[40:45, "request_id"] = "req-00001"
