@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 import math
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from monitoring_lib.config import EndpointConfig, KpiConfig
+from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
 
 
@@ -43,17 +44,69 @@ def load_callable(path: str) -> Callable[..., Any]:
         raise ImportError(f"module '{module_name}' has no attribute '{attr}'") from None
 
 
-def compute_kpis(df: pd.DataFrame, kpis: Iterable[KpiConfig]) -> list[AppResult]:
+# The SQL types a KPI aggregates (validate-config checks them): numbers, and booleans as 0 and 1.
+KPI_TYPES = frozenset({"int2", "int4", "int8", "float4", "float8", "numeric", "bool"})
+
+
+def kpi_reads_type(cfg: EndpointConfig, column: str) -> bool:
+    """Whether a KPI over `column` depends on its SQL type: the numeric columns are numbers in any valid
+    config, and the error column is aggregated as its flag (1 for a failed request, 0 otherwise)."""
+    src = cfg.source
+    return column not in {*src.numeric_features, src.prediction_column, src.latency_column, src.error_column}
+
+
+def kpi_only_columns(cfg: EndpointConfig) -> list[str]:
+    """Columns only KPIs read (business figures such as savings): read with the window and aggregated, but
+    kept out of the checks, which judge the monitored columns."""
+    monitored = set(cfg.source.columns())
+    return list(dict.fromkeys(kpi.column for kpi in cfg.kpis if kpi.column not in monitored))
+
+
+def kpi_problem(cfg: EndpointConfig, column: str, types: Mapping[str, str]) -> str | None:
+    """Why a KPI over `column` has no value (its result is an error naming the column), or None."""
+    if not kpi_reads_type(cfg, column):
+        return None
+    if column not in types:
+        return f"column '{column}' is not in the source"
+    if types[column] not in KPI_TYPES:
+        return f"column '{column}' is {types[column]}, not numeric"
+    return None
+
+
+def _kpi_values(series: pd.Series, pgtype: str | None) -> np.ndarray:
+    """The finite numbers a KPI aggregates, from the column as `normalise_frame` leaves it."""
+    if pgtype == "bool" and not pd.api.types.is_bool_dtype(series):  # a categorical's text, 'True'/'False'
+        text = series.astype("string")
+        values = np.select([(text == "True").fillna(False).to_numpy(bool), (text == "False").fillna(False).to_numpy(
+            bool)], [1.0, 0.0], np.nan)
+    else:
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return values[np.isfinite(values)]
+
+
+def compute_kpis(
+    df: pd.DataFrame, cfg: EndpointConfig, types: Mapping[str, str], kpi_only: pd.DataFrame | None = None
+) -> list[AppResult]:
+    """Each KPI over the finite values of its column in the window: NULL, NaN and ±Infinity are left out,
+    as SQL aggregates leave out NULL. `types` (SQL type per column) is needed only where `kpi_reads_type`;
+    `kpi_only` holds the `kpi_only_columns`."""
     results = []
-    for kpi in kpis:
-        if kpi.column not in df:
-            results.append(AppResult("kpi", kpi.name, "business_kpi", "error", None,
-                                     {"error": f"column '{kpi.column}' is not in the interval data"}))
+    for kpi in cfg.kpis:
+        frame = kpi_only if kpi_only is not None and kpi.column in kpi_only else df
+        problem = kpi_problem(cfg, kpi.column, types)
+        if problem is None and kpi.column not in frame:
+            problem = f"column '{kpi.column}' is not in the source"
+        if problem is not None:
+            results.append(AppResult("kpi", kpi.name, "business_kpi", "error", None, {"error": problem}))
             continue
-        values = pd.to_numeric(df[kpi.column], errors="coerce")
-        value = float(getattr(values, kpi.agg)()) if kpi.agg != "count" else float(values.count())
-        results.append(AppResult("kpi", kpi.name, "business_kpi", "ok", value,
-                                 {"column": kpi.column, "agg": kpi.agg}))
+        values = _kpi_values(frame[kpi.column], types.get(kpi.column) if kpi_reads_type(cfg, kpi.column) else None)
+        if kpi.agg == "count":
+            value = float(len(values))
+        elif kpi.agg == "sum":
+            value = float(values.sum())
+        else:
+            value = float(getattr(values, kpi.agg)()) if len(values) else math.nan
+        results.append(AppResult("kpi", kpi.name, "business_kpi", "ok", value, {"column": kpi.column, "agg": kpi.agg}))
     return results
 
 

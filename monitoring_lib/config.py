@@ -189,15 +189,39 @@ class DriftConfig(_Frozen):
         return v
 
 
+def _crossed(low: Any, high: Any) -> bool:
+    """Both bounds given, comparable (numbers, or instants) and the lower one above the upper one."""
+    numbers = all(isinstance(b, int | float) and not isinstance(b, bool) for b in (low, high))
+    instants = all(isinstance(b, datetime) for b in (low, high))
+    try:
+        return (numbers or instants) and low > high
+    except TypeError:  # a naive and an aware instant: left to the check itself
+        return False
+
+
 class ExtraExpectation(_Frozen):
     type: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     severity: Literal["critical", "warning"] = "warning"
 
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> ExtraExpectation:
+        # no value lies between crossed bounds: a typo, which the modes would otherwise report differently
+        low, high = self.kwargs.get("min_value"), self.kwargs.get("max_value")
+        if _crossed(low, high):
+            raise ValueError(f"kwargs.min_value ({low}) is above kwargs.max_value ({high})")
+        return self
+
 
 class RowCountBounds(_Frozen):
-    min: int = 1
+    min: int = Field(1, ge=0)
     max: int | None = None
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> RowCountBounds:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
 
 
 class QualityConfig(_Frozen):

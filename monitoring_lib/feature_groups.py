@@ -42,7 +42,7 @@ _NAME = re.compile(r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*)\b")
 
 
 def core_columns(cfg: EndpointConfig) -> list[str]:
-    """What the interval task itself reads: every monitored column but the features (KPI columns kept)."""
+    """What the interval task itself reads of the monitored columns: all but the features (KPI columns kept)."""
     src = cfg.source
     features = set(src.features)
     monitored = src.columns()

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import decimal
 import itertools
 import math
 import sys
@@ -66,7 +67,7 @@ from monitoring_lib.drift.summaries import QUANTILE_KEYS, ColumnSummary
 from monitoring_lib.errors import DatabaseUnavailableError, ProfileNotFittedError, SourceError
 from monitoring_lib.operational import BUCKET, LATENCY_QUANTILES
 from monitoring_lib.snapshot import Beside
-from monitoring_lib.source import describe_source, source_relation
+from monitoring_lib.source import describe_source, numeric_as_float, source_relation
 
 _FLOAT_TYPES = {"float4", "float8"}
 NUMBER_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric"}
@@ -314,7 +315,11 @@ def finite(v: sql.Composable) -> sql.Composed:
     return sql.SQL(_FINITE).format(v=v)
 
 
-def _as_float(name: str) -> sql.Composed:
+def as_float(name: str, pgtype: str) -> sql.Composed:
+    """A number column as float8. A `numeric` beyond float8's range is ±Infinity, as the memory mode
+    reads it, where the plain cast would fail the whole window with an out-of-range error."""
+    if pgtype == "numeric":
+        return numeric_as_float(sql.Identifier(name))
     return sql.SQL("{}::float8").format(sql.Identifier(name))
 
 
@@ -336,7 +341,7 @@ def category_key(name: str, pgtype: str) -> sql.Composed:
     if pgtype == "bool":
         return sql.SQL("(CASE {c} WHEN true THEN 'True' WHEN false THEN 'False' END)").format(c=col)
     if pgtype in _FLOAT_TYPES:
-        v = _as_float(name)
+        v = as_float(name, pgtype)
         # |v| >= 2^63: v / 2^k is an integer below 2^62 for k = floor(log2 |v|) - 60, even one step off
         k = sql.SQL("(floor(ln(abs({v})) / ln(2::float8))::int - 60)").format(v=v)
         return sql.SQL(
@@ -350,19 +355,30 @@ def category_key(name: str, pgtype: str) -> sql.Composed:
     return sql.SQL("{}::text").format(col)
 
 
+# Half the smallest subnormal float, exactly: a decimal number up to it reads as 0.0, above it as non-zero.
+_ROUNDS_TO_ZERO = decimal.Context(prec=1100).divide(Decimal(5e-324), 2)
+
+
 def error_flag(name: str, pgtype: str) -> sql.Composed:
-    """True where `frames.normalise_frame` would read the error column as true; null counts as false."""
+    """True where `frames.normalise_frame` would read the error column as true; null counts as false.
+
+    Text is true for the words pandas' reading takes as true and for any number it parses as non-zero:
+    ±Infinity ('inf', 'Infinity', '1e999') too, with no overflow error.
+    """
     col = sql.Identifier(name)
     if pgtype == "bool":
         return sql.SQL("({} IS TRUE)").format(col)
     if pgtype in NUMBER_TYPES:
-        return sql.SQL("coalesce({v} NOT IN (0, 'NaN'::float8), false)").format(v=_as_float(name))
-    text = sql.SQL("btrim({}::text)").format(col)
+        return sql.SQL("coalesce({v} NOT IN (0, 'NaN'::float8), false)").format(v=as_float(name, pgtype))
+    text = sql.SQL("btrim({}::text, E' \\t\\n\\r\\f\\x0B')").format(col)
     return sql.SQL(
-        "(coalesce(lower({t}) IN ('true', 't', '1', 'yes', 'y'), false)"
-        " OR CASE WHEN {t} ~ '^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$'"
-        " THEN {t}::float8 <> 0 ELSE false END)"
-    ).format(t=text)
+        "(coalesce(lower({t}) IN ('true', 't', '1', 'yes', 'y'), false) OR coalesce(CASE"
+        " WHEN {t} !~ '^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$' THEN {c}::text ~* '^[-+]?inf(inity)?$'"
+        # beyond what `numeric` reads (an exponent from 1000, 16383 decimals) the exponent's sign decides
+        " WHEN length({t}) > 15000 OR {t} ~ '[eE][-+]?0*[1-9][0-9]{{3,}}$'"
+        " THEN {t} ~ '^[-+]?[0-9.]*[1-9]' AND {t} !~ '[eE]-'"
+        " ELSE abs({t}::numeric) > {zero} END, false))"
+    ).format(t=text, c=col, zero=sql.Literal(_ROUNDS_TO_ZERO))
 
 
 def window_rows(cfg: EndpointConfig, p: Params, start: datetime, end: datetime) -> sql.Composed:
@@ -431,7 +447,7 @@ def _bucket(col: ColumnProfile, fine: dict[str, _Fine], pgtype: str, p: Params) 
     """
     if isinstance(col, NumericProfile):
         edges = [-sys.float_info.max, *fine[col.name].edges, math.inf, math.nan]
-        return sql.SQL("width_bucket({v}, {edges})").format(v=_as_float(col.name), edges=p(edges, "::float8[]"))
+        return sql.SQL("width_bucket({v}, {edges})").format(v=as_float(col.name, pgtype), edges=p(edges, "::float8[]"))
     return sql.SQL("array_position({cats}, {k})").format(
         cats=p([*col.categories, None], "::text[]"), k=category_key(col.name, pgtype))
 
@@ -571,7 +587,7 @@ def _plan_quantiles(buckets: dict[int, int], n: int) -> _QuantilePlan:
     return plan
 
 
-def _moments(c: NumericProfile, p: Params, filtered: bool, exact: bool = False) -> sql.Composed:
+def _moments(c: NumericProfile, pgtype: str, p: Params, filtered: bool, exact: bool = False) -> sql.Composed:
     """Mean and population variance of (x - shift) of a numeric column; over finite values if `filtered`.
 
     `avg` and `var_pop` of one input share PostgreSQL's transition state (count, sum and Youngs-Cramer
@@ -579,7 +595,7 @@ def _moments(c: NumericProfile, p: Params, filtered: bool, exact: bool = False) 
     squares, min and max. `_sums` turns them back into sums; min and max are order statistics.
     `exact`: in numeric, for a window where float8 overflows (`overflow_safe`).
     """
-    v = _as_float(c.name)
+    v = as_float(c.name, pgtype)
     s = p(c.mean, "::float8")
     if not exact:
         d = sql.SQL("({} - {})").format(v, s)
@@ -604,8 +620,8 @@ def _sums(mean: float | Decimal, variance: float | Decimal, n: int) -> tuple[flo
 
 
 def _moments_query(
-    cfg: EndpointConfig, numeric: list[NumericProfile], start: datetime, end: datetime, p: Params,
-    extra: list[sql.Composable], exact: bool = False,
+    cfg: EndpointConfig, numeric: list[NumericProfile], types: dict[str, str], start: datetime, end: datetime,
+    p: Params, extra: list[sql.Composable], exact: bool = False,
 ) -> sql.Composed:
     """One scan: per numeric column its two `_moments` unfiltered, then the `extra` aggregates.
 
@@ -614,14 +630,14 @@ def _moments_query(
     per aggregate costs more CPU than the aggregate; the counts scan says which columns hold NaN or
     ±Infinity, and `_quantiles_query` computes theirs again.
     """
-    items = [_moments(c, p, filtered=False, exact=exact) for c in numeric] + extra
+    items = [_moments(c, types[c.name], p, filtered=False, exact=exact) for c in numeric] + extra
     return sql.SQL("SELECT {} FROM {rel} {window}").format(
         sql.SQL(", ").join(items), rel=source_relation(cfg.source, "src"), window=_window(cfg, p, start, end))
 
 
 def _quantiles_query(
-    cfg: EndpointConfig, numeric: list[NumericProfile], plans: dict[str, _QuantilePlan], fine: dict[str, _Fine],
-    start: datetime, end: datetime, p: Params, redo: set[str], exact: bool = False,
+    cfg: EndpointConfig, numeric: list[NumericProfile], types: dict[str, str], plans: dict[str, _QuantilePlan],
+    fine: dict[str, _Fine], start: datetime, end: datetime, p: Params, redo: set[str], exact: bool = False,
 ) -> sql.Composed:
     """One scan: the order statistics of each planned column, and the finite `_moments` of the `redo` columns.
 
@@ -634,9 +650,9 @@ def _quantiles_query(
     outer: list[sql.Composable] = []
     names: list[str] = []
     for i, c in enumerate(numeric):
-        v = _as_float(c.name)
+        v = as_float(c.name, types[c.name])
         if c.name in redo:
-            inner.append(_moments(c, p, filtered=True, exact=exact))
+            inner.append(_moments(c, types[c.name], p, filtered=True, exact=exact))
             names += [f"m{i}.{j}" for j in range(2)]
             outer += [sql.SQL("t.{}").format(sql.Identifier(f"m{i}.{j}")) for j in range(2)]
         plan = plans.get(c.name)
@@ -678,7 +694,7 @@ def _operational_query(
     items.append(sql.SQL("count(*) FILTER (WHERE {})").format(error_flag(src.error_column, types[src.error_column]))
                  if src.error_column else sql.SQL("NULL::bigint"))
     if src.latency_column:
-        lat = _as_float(src.latency_column)
+        lat = as_float(src.latency_column, types[src.latency_column])
         items.append(sql.SQL("avg({a}) FILTER (WHERE {f}),"
                              " percentile_cont({q}) WITHIN GROUP (ORDER BY {v}) FILTER (WHERE {f})").format(
             a=exact_number(lat) if exact else lat, v=lat, f=finite(lat),
@@ -891,7 +907,7 @@ def summaries_in_database(
         p = plan.params if plan is not None else Params()
         moments_job = None
         if numeric or (pending is not None and pending.expressions):
-            moments_queries = {exact: _moments_query(cfg, numeric, start, end, p, pending.expressions_for(exact)
+            moments_queries = {exact: _moments_query(cfg, numeric, types, start, end, p, pending.expressions_for(exact)
                                                      if pending is not None else [], exact) for exact in (False, True)}
             moments_params = dict(p.values)  # bound now: the twin's thread reads them while this one goes on
             moments_job = side.submit(lambda on: run("moments", moments_queries, moments_params, on=on)[0])
@@ -905,7 +921,8 @@ def summaries_in_database(
         if plans:
             def quantiles_of(part: list[NumericProfile]) -> tuple[dict[bool, sql.Composed], dict[str, Any]]:
                 q = Params()
-                return {exact: _quantiles_query(cfg, part, plans, fine, start, end, q, redo & set(plans), exact)
+                return {exact: _quantiles_query(cfg, part, types, plans, fine, start, end, q, redo & set(plans),
+                                                exact)
                         for exact in (False, True)}, q.values
 
             # The twin is idle by now on a large window: where the scan runs in one process, the twin takes the

@@ -26,7 +26,7 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from monitoring_lib.applications import AppResult
+from monitoring_lib.applications import AppResult, kpi_problem
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.errors import SourceError
 from monitoring_lib.frames import BadRowReport
@@ -39,13 +39,12 @@ from monitoring_lib.pushdown import (
     AggregatePlan,
     DuplicateIds,
     SpecialCount,
+    as_float,
     error_flag,
     exact_number,
     finite,
 )
 from monitoring_lib.source import unique_columns
-
-_KPI_TYPES = NUMBER_TYPES | {"bool"}  # a KPI casts bool through int
 
 
 def _numeric_columns(cfg: EndpointConfig) -> list[str]:
@@ -79,7 +78,7 @@ def _defects(cfg: EndpointConfig, types: dict[str, str]) -> list[_Defect]:
     for col in _numeric_columns(cfg):
         if col not in types:
             continue
-        v = sql.SQL("{}::float8").format(sql.Identifier(col))
+        v = as_float(col, types[col])
         number = types[col] in NUMBER_TYPES
         out.append((f"non_finite:{col}", sql.SQL("{v} IN ('Infinity'::float8, '-Infinity'::float8)").format(v=v),
                     SpecialCount(col, frozenset({INF})) if number else None))
@@ -99,7 +98,7 @@ def _defects(cfg: EndpointConfig, types: dict[str, str]) -> list[_Defect]:
     return out
 
 
-def _any_defect(defects: list[_Defect]) -> sql.Composable:
+def _any_defect(defects: list[_Defect], types: dict[str, str]) -> sql.Composable:
     """True for a row with at least one of `defects`, cheap per row.
 
     A numeric column whose NULL, NaN and ±Infinity are all defects adds `x * 0` to one sum: 0 for a
@@ -113,7 +112,7 @@ def _any_defect(defects: list[_Defect]) -> sql.Composable:
     whole = [column for column, k in kinds.items() if k == {NULL, NAN, INF}]
     parts: list[sql.Composable] = []
     if whole:
-        zeros = [sql.SQL("{}::float8 * 0").format(sql.Identifier(c)) for c in whole]
+        zeros = [sql.SQL("{} * 0").format(as_float(c, types[c])) for c in whole]
         parts.append(sql.SQL("({} = 0) IS NOT TRUE").format(sql.SQL(" + ").join(zeros)))
     parts += [sql.SQL("coalesce({}, false)").format(cond) for _, cond, special in defects
               if special is None or special.column not in whole]
@@ -130,7 +129,7 @@ class BadRowsPlan:
     def __init__(self, cfg: EndpointConfig, types: dict[str, str], plan: AggregatePlan) -> None:
         self.cfg, self.types, self.plan = cfg, types, plan
         self.defects = _defects(cfg, types)
-        self.any_defect = _any_defect(self.defects)
+        self.any_defect = _any_defect(self.defects, types)
         plan.add("rows", sql.SQL("count(*)"))
         plan.add("bad_rows.flagged", sql.SQL("count(*) FILTER (WHERE {})").format(self.any_defect))
         for reason, cond, special in self.defects:
@@ -211,23 +210,27 @@ _KPI_EXACT = {"sum": "coalesce(sum({x}) FILTER (WHERE {f}), 0)", "mean": "avg({x
 
 
 class KpiPlan:
-    """`compute_kpis` as aggregates of a shared `AggregatePlan`; NaN/±Infinity are ignored as in memory."""
+    """`compute_kpis` as aggregates of a shared `AggregatePlan`, under the same rules (`kpi_problem`)."""
 
     def __init__(self, cfg: EndpointConfig, types: dict[str, str], plan: AggregatePlan) -> None:
         self.cfg, self.plan = cfg, plan
         self.unavailable: dict[int, str] = {}
-        monitored = set(cfg.source.columns())
         for i, kpi in enumerate(cfg.kpis):
-            if kpi.column not in monitored or kpi.column not in types:
-                self.unavailable[i] = f"column '{kpi.column}' is not in the interval data"
-            elif types[kpi.column] not in _KPI_TYPES:
-                self.unavailable[i] = f"column '{kpi.column}' is {types[kpi.column]}, not numeric"
+            problem = kpi_problem(cfg, kpi.column, types)
+            if problem is None and kpi.column not in types:
+                problem = f"column '{kpi.column}' is not in the source"
+            if problem is not None:
+                self.unavailable[i] = problem
+                continue
+            if kpi.column == cfg.source.error_column:
+                v = sql.SQL("{}::int::float8").format(error_flag(kpi.column, types[kpi.column]))
+            elif types[kpi.column] == "bool":
+                v = sql.SQL("{}::int::float8").format(sql.Identifier(kpi.column))
             else:
-                cast = "{}::int::float8" if types[kpi.column] == "bool" else "{}::float8"
-                v = sql.SQL(cast).format(sql.Identifier(kpi.column))
-                exact = _KPI_EXACT.get(kpi.agg)
-                plan.add(f"kpi.{i}", sql.SQL(_KPI_AGG[kpi.agg]).format(v=v, f=finite(v)),
-                         exact=None if exact is None else sql.SQL(exact).format(x=exact_number(v), f=finite(v)))
+                v = as_float(kpi.column, types[kpi.column])
+            exact = _KPI_EXACT.get(kpi.agg)
+            plan.add(f"kpi.{i}", sql.SQL(_KPI_AGG[kpi.agg]).format(v=v, f=finite(v)),
+                     exact=None if exact is None else sql.SQL(exact).format(x=exact_number(v), f=finite(v)))
 
     def results(self, conn: psycopg.Connection) -> list[AppResult]:
         """One `AppResult` per configured KPI, in config order (evaluates the plan if no scan carried it)."""
@@ -243,10 +246,3 @@ class KpiPlan:
                                  float("nan") if value is None else float(value),
                                  {"column": kpi.column, "agg": kpi.agg}))
         return out
-
-
-def kpis_in_database(
-    conn: psycopg.Connection, cfg: EndpointConfig, types: dict[str, str], start: datetime, end: datetime
-) -> list[AppResult]:
-    """`compute_kpis` over the window in one aggregate query."""
-    return KpiPlan(cfg, types, AggregatePlan(cfg, start, end)).results(conn)

@@ -20,7 +20,13 @@ import pandas as pd
 import psycopg
 
 from monitoring_lib import __version__
-from monitoring_lib.applications import AppResult, compute_kpis, run_user_applications
+from monitoring_lib.applications import (
+    AppResult,
+    compute_kpis,
+    kpi_only_columns,
+    kpi_reads_type,
+    run_user_applications,
+)
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.drift.profile import ReferenceProfile
@@ -155,20 +161,36 @@ class _Computed:
     anomalies: list[AppResult] = field(default_factory=list)
 
 
+def _kpi_types(url: str, cfg: EndpointConfig) -> dict[str, str]:
+    """The source's SQL types when a KPI's rule depends on them (one query without rows), else none."""
+    from monitoring_lib.source import describe_source
+
+    if not any(kpi_reads_type(cfg, kpi.column) for kpi in cfg.kpis):
+        return {}
+    with connect(url) as conn:
+        return describe_source(conn, cfg.source)
+
+
+def _with_kpi_columns(cfg: EndpointConfig, columns: list[str], types: dict[str, str]) -> list[str]:
+    """`columns` and the source's `kpi_only_columns`, read with them in one query."""
+    return [*columns, *(c for c in kpi_only_columns(cfg) if c in types and c not in columns)]
+
+
 def _compute_in_memory(
     url: str, cfg: EndpointConfig, profile: ReferenceProfile | None, start: datetime, end: datetime,
     now: datetime, stage: _Stages,
 ) -> tuple[_Computed, datetime | None, datetime | None]:
     """One Arrow read of the window, then every check and summary on the DataFrame."""
     with stage("extract"):
-        raw = read_window(url, cfg, start, end)
+        types = _kpi_types(url, cfg)
+        raw = read_window(url, cfg, start, end, _with_kpi_columns(cfg, cfg.source.columns(), types))
     with stage("normalise"):
         df, bad = normalise_frame(raw, cfg)
     del raw
     result = _Computed(bad=bad)
     if df.empty:
         return result, None, None
-    _compute(df, cfg, profile, start, end, now, stage, result)
+    _compute(df, cfg, profile, start, end, now, stage, result, types)
     ts = df[cfg.source.timestamp_column]
     return result, ts.min().to_pydatetime(), ts.max().to_pydatetime()
 
@@ -242,7 +264,7 @@ def _compute_with_groups(
     from monitoring_lib.source import describe_source
 
     with stage("extract"):
-        raw = read_window(url, cfg, start, end, core_columns(cfg))
+        raw = read_window(url, cfg, start, end, _with_kpi_columns(cfg, core_columns(cfg), _kpi_types(url, cfg)))
     with stage("normalise"):
         df, _ = normalise_frame(raw, cfg)
     del raw
@@ -267,7 +289,7 @@ def _compute_with_groups(
                 own = summarise_frame(d, profile, prediction_columns(profile, cfg), cfg.drift.band_k)
                 return compute_drift({**merged, **own}, profile, cfg)  # type: ignore[arg-type]
 
-            _compute(df, cfg, profile, start, end, now, stage, result, quality=quality, drift=drift)
+            _compute(df, cfg, profile, start, end, now, stage, result, types, quality=quality, drift=drift)
     if why is not None:
         log.warning("%s [%s, %s): feature groups not merged (%s); computing the window in one database snapshot",
                     cfg.endpoint_id, start.isoformat(), end.isoformat(), why)
@@ -305,11 +327,14 @@ def _compute(
     now: datetime,
     stage: _Stages,
     out: _Computed,
+    types: dict[str, str],
     *,
     quality: Callable[[pd.DataFrame], Any] | None = None,
     drift: Callable[[pd.DataFrame], Any] | None = None,
 ) -> None:
     """Every check and summary of the window's frame; `quality`/`drift` replace the whole-frame ones."""
+    # columns read for KPIs alone leave the frame the checks judge (each its own block: no copy)
+    kpi_only = pd.DataFrame({c: df.pop(c) for c in kpi_only_columns(cfg) if c in df}, index=df.index)
     drift_wanted = cfg.drift.enabled and profile is not None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-drift") as pool:
         # Drift is NumPy work that releases the GIL; run it beside Great Expectations (mostly Python)
@@ -333,7 +358,7 @@ def _compute(
         elif pending is not None:
             pending.cancel()
     with stage("applications"):
-        out.apps = compute_kpis(df, cfg.kpis)
+        out.apps = compute_kpis(df, cfg, types, kpi_only)
         if out.drift is not None:
             out.apps += _drift_app_results(out.drift, cfg.drift.feature.metric)
         out.apps += run_user_applications(df, profile, cfg)

@@ -43,12 +43,12 @@ def window_query(
 ) -> sql.Composed:
     """SELECT the monitored columns of [start, end); `$` placeholders for ADBC, `%s` for psycopg.
 
-    `as_float` columns (PostgreSQL `numeric` read as numbers) are converted by the server (`_NUMERIC_AS_FLOAT`).
+    `as_float` columns (PostgreSQL `numeric` read as numbers) are converted by the server (`numeric_as_float`).
     """
     src = cfg.source
     cols = columns or src.columns()
     p1, p2 = ("$1", "$2") if placeholder == "$" else ("%s", "%s")
-    items = [sql.SQL(_NUMERIC_AS_FLOAT).format(c=sql.Identifier(c), limit=sql.Literal(_ROUNDS_TO_INFINITY))
+    items = [sql.SQL("{} AS {}").format(numeric_as_float(sql.Identifier(c)), sql.Identifier(c))
              if c in as_float else sql.Identifier(c) for c in cols]
     return sql.SQL("SELECT {cols} FROM {rel} WHERE {ts} >= {p1} AND {ts} < {p2}").format(
         cols=sql.SQL(", ").join(items),
@@ -65,10 +65,15 @@ def window_query(
 _NUMERIC_AS_FLOAT = (
     "(CASE WHEN {c} BETWEEN -1e308 AND 1e308 THEN {c}::float8 WHEN {c} = 'NaN' THEN 'NaN'::float8"
     " WHEN {c} >= {limit} THEN 'Infinity'::float8 WHEN {c} <= -{limit} THEN '-Infinity'::float8"
-    " ELSE {c}::float8 END) AS {c}"
+    " ELSE {c}::float8 END)"
 )
 # Float max plus half its ulp, the first number that rounds to Infinity (max's last mantissa bit is odd).
 _ROUNDS_TO_INFINITY = Decimal(int(sys.float_info.max) + 2 ** 970)
+
+
+def numeric_as_float(value: sql.Composable) -> sql.Composed:
+    """A `numeric` value as float8 without the cast's overflow error (`_NUMERIC_AS_FLOAT`)."""
+    return sql.SQL(_NUMERIC_AS_FLOAT).format(c=value, limit=sql.Literal(_ROUNDS_TO_INFINITY))
 
 
 def _numbers_stored_as_numeric(cur: Any, cfg: EndpointConfig, columns: list[str]) -> set[str]:

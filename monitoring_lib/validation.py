@@ -14,6 +14,7 @@ from monitoring_lib.source import describe_source
 
 NUMERIC_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric", "smallint", "integer", "bigint",
                  "real", "double precision"}
+BOOLEAN_TYPES = {"bool", "boolean"}
 TIME_TYPES = {"timestamptz", "timestamp", "timestamp with time zone", "timestamp without time zone"}
 
 
@@ -50,8 +51,9 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
         need("source.prediction_column", src.prediction_column)
     need("source.latency_column", src.latency_column, NUMERIC_TYPES, "a numeric type")
     need("source.error_column", src.error_column)
-    for kpi in cfg.kpis:
-        need(f"kpis.{kpi.name}.column", kpi.column, NUMERIC_TYPES, "a numeric type")
+    for kpi in cfg.kpis:  # the error column is aggregated as its flag, whatever its type
+        need(f"kpis.{kpi.name}.column", kpi.column,
+             None if kpi.column == src.error_column else NUMERIC_TYPES | BOOLEAN_TYPES, "a numeric or boolean type")
     if cfg.labels is not None:
         from monitoring_lib.config import SourceConfig
 

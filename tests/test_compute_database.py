@@ -134,12 +134,20 @@ def test_numeric_sql_columns_give_both_modes_the_same_results(demo_db, conn):
     ts = sql.Identifier(src.timestamp_column)
     assert conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE ({}) AND {} >= %s AND {} < %s").format(
         table, non_finite, ts, ts), window).fetchone()[0] > 0  # numeric's own NaN and Infinity are read too
+    # and numbers beyond float8's range, which the memory mode reads as ±Infinity: no out-of-range error
+    for i, column in enumerate([src.numeric_features[0], src.prediction_column, src.latency_column]):
+        conn.execute(sql.SQL("UPDATE {t} SET {c} = %s WHERE ctid IN (SELECT ctid FROM {t}"
+                             " WHERE {ts} >= %s AND {ts} < %s ORDER BY {ts} OFFSET %s LIMIT 2)").format(
+                                 t=table, c=sql.Identifier(column), ts=ts),
+                     ("-1e400" if i % 2 else "1e400", *window, 10 * i))
+    conn.commit()
     policy = {"on_failure": "compute_drift"}  # drift too, despite the window's failed checks
     in_memory = run_interval(demo_db, demo_config(quality=policy), *window)
     memory = stored(conn)
     run_interval(demo_db, database_config(quality=policy), *window)
     assert_same_results(memory, stored(conn))
     assert in_memory.rows > 0 and memory["feature_drift"] and memory["interval_runs"][0][2] == in_memory.bad_rows
+    assert memory["interval_runs"][0][3][f"non_finite:{src.numeric_features[0]}"] >= 2
 
 
 def test_validate_config_checks_the_prediction_type_for_database_mode(demo_db, conn):
@@ -211,3 +219,62 @@ def test_database_mode_with_values_whose_squares_overflow_float8_stores_what_mem
     assert math.isclose(kpis["total_claimed_amount"], 1e300) and math.isclose(kpis["average_amount"], 1e300 / 410)
     latency = [value for _, metric, value in database["operational_metrics"] if metric == "latency_avg"]
     assert max(latency) > 1e297 and all(map(math.isfinite, latency))
+
+
+KPI_ROWS = [  # x, code (categorical), flag (categorical), error, savings (read for KPIs only), note
+    (1.0, 1.0, True, 0, "10.5", "a"),
+    (2.0, 2.0, False, 1, "1e400", "b"),
+    (3.0, "Infinity", True, None, "NaN", "c"),
+    (4.0, 2.0, None, 2, None, "d"),
+    (5.0, None, True, 0, "-4", "e"),
+]
+KPIS = [("error", "mean"), ("error", "count"), ("error", "sum"), ("code", "sum"), ("code", "mean"), ("flag", "sum"),
+        ("savings", "sum"), ("savings", "count"), ("savings", "max"), ("note", "sum"), ("absent", "sum")]
+
+
+def kpi_config(compute: str) -> EndpointConfig:
+    return EndpointConfig.model_validate({
+        "endpoint_id": "kpis", "project": "p", "model": {"name": "m", "version": "1"}, "compute": compute,
+        "source": {"table": "public.kpi_log", "timestamp_column": "ts", "numeric_features": ["x"],
+                   "categorical_features": ["code", "flag"], "latency_column": None, "error_column": "error"},
+        "kpis": [{"name": f"{column}_{agg}", "column": column, "agg": agg} for column, agg in KPIS],
+        "dynatrace": {"enabled": False}, "quality": {"enabled": True, "native_checks": False}})
+
+
+def test_kpis_aggregate_finite_values_and_the_error_flag_alike_in_both_modes(conn, db_url):
+    """KPIs over the error flag (as the error rate reads it: NULL is no error), over categorical codes, over a
+    column read for KPIs alone (a `numeric` beyond float8's range included), and over columns that cannot be
+    aggregated: the same values in both modes, the checks blind to the KPI-only column, and a code column
+    without a value in the window is a KPI without a value, not a failed run."""
+    conn.execute("CREATE TABLE kpi_log (request_id text, ts timestamptz, x float8, code float8, flag bool,"
+                 " prediction float8, error int4, savings numeric, note text)")
+    with conn.cursor().copy("COPY kpi_log FROM STDIN") as copy:
+        for i, (x, code, flag, error, savings, note) in enumerate(KPI_ROWS):
+            copy.write_row((f"r{i}", START + timedelta(minutes=i), x, code, flag, 0.5, error, savings, note))
+            copy.write_row((f"s{i}", START + timedelta(hours=1, minutes=i), x, None, flag, 0.5, error, savings, note))
+    conn.commit()
+    assert check_columns(conn, kpi_config("memory")) == [  # validate-config says the same before any run
+        ": kpis.note_sum.column: column 'note' is text, expected a numeric or boolean type",
+        ": kpis.absent_sum.column: column 'absent' not found in public.kpi_log"]
+    expected = {"error_mean": 0.4, "error_count": 5.0, "error_sum": 2.0, "code_sum": 5.0, "code_mean": 5 / 3,
+                "flag_sum": 3.0, "savings_sum": 6.5, "savings_count": 2.0, "savings_max": 10.5}
+    errors = {"note_sum": "column 'note' is text, not numeric", "absent_sum": "column 'absent' is not in the source"}
+    query = ("SELECT metric, status, value, extra FROM monitoring.app_results WHERE application = 'kpi'"
+             " AND window_start = %s ORDER BY 1")
+    results = {}
+    for compute in ("memory", "database"):
+        run_interval(db_url, kpi_config(compute), START, START + timedelta(hours=1))
+        results[compute] = conn.execute(query, (START,)).fetchall()
+        got = {m: v for m, status, v, _ in results[compute] if status == "ok"}
+        assert got.keys() == expected.keys() and same(got, expected), (compute, got)
+        assert {m: extra["error"] for m, status, _, extra in results[compute] if status == "error"} == errors
+        columns_check = conn.execute("SELECT observed_value FROM monitoring.data_quality_results"
+                                     " WHERE expectation_type = 'ExpectTableColumnsToMatchSet'").fetchone()[0]
+        assert "savings" not in columns_check, compute
+    assert results["memory"] == results["database"]
+
+    for compute in ("memory", "database"):  # the next hour: the code column holds no value
+        run_interval(db_url, kpi_config(compute), START + timedelta(hours=1), START + timedelta(hours=2))
+        got = {m: v for m, status, v, _ in conn.execute(query, (START + timedelta(hours=1),)).fetchall()
+               if status == "ok"}
+        assert got["code_sum"] == 0.0 and got["code_mean"] is None and got["savings_sum"] == 6.5, (compute, got)

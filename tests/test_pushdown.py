@@ -391,3 +391,29 @@ def test_aggregate_plan_without_numeric_columns_or_profile_is_still_evaluated_in
         assert set(result.timings) == {"moments", "operational"} | ({"counts"} if prof else set())
         # without a profile there is nothing to summarise against: operational buckets only
         assert result.summaries.keys() == ({"region", "code"} if prof else set())
+
+
+# Texts an error column may hold, with what pandas' reading of the flag makes of them (`frames._as_bool`).
+ERROR_TEXTS = ["true", " Yes ", "\tY\n", "T", "false", "no", "", " ", "abc", "None", "0", "-0", "0.0", "+0", "0e0",
+               "1", " 1 ", "\x0b2.5", "1.", ".5", "+.5e3", "1E5", "1_0", "0x1", "1d5", "--1", "1e", "1.5.2",
+               "inf", "-inf", "+inf", "Infinity", "-INFINITY", "iNf", " inf", "inf ", "infinite", "nan", "NaN", "-nan",
+               "1e999", "-1e999", "1e0999", "1e99999", "1e-99999", "0e99999", "1e-400", "1e-310", "4e-324",
+               "2e-324", "3e-324", "2.4703282292062327e-324", "2.4703282292062328e-324", "0." + "0" * 1200 + "1",
+               "1" + "0" * 1200, "0" * 1200, None]
+
+
+def test_the_error_flag_reads_text_as_pandas_does(conn):
+    """Words, numbers, infinities and numbers beyond float8's range or below its smallest value: the error flag
+    in SQL is true exactly where the memory mode reads true, and no text fails the query."""
+    conn.execute("CREATE TABLE flags (i int, failed text)")
+    with conn.cursor().copy("COPY flags FROM STDIN") as copy:
+        for i, text in enumerate(ERROR_TEXTS):
+            copy.write_row((i, text))
+    rows = conn.execute(sql.SQL("SELECT {} FROM flags ORDER BY i").format(pushdown.error_flag("failed", "text")))
+    cfg = make_cfg(error_column="failed", latency_column=None)
+    df, _ = normalise_frame(pd.DataFrame({"failed": pd.Series(ERROR_TEXTS, dtype=object)}), cfg)
+    expected = df["failed"].tolist()
+    got = [r[0] for r in rows.fetchall()]
+    assert [(t, g, e) for t, g, e in zip(ERROR_TEXTS, got, expected, strict=True) if g != e] == []
+    assert got == expected
+    assert sum(expected) == 26  # both readings are exercised

@@ -164,24 +164,35 @@ def interval_numeric(rng: np.random.Generator, shape: str, n: int, col: NumericP
     elif shape == "extreme":
         values = [float(rng.choice(EXTREMES)) if rng.random() < 0.3 else float(rng.choice(reference))
                   for _ in range(n)]
-    elif shape == "far":
+    else:
+        values = sparse_shape(rng, shape, n, reference, marks, edges, width)
+    return with_specials(rng, values, shape in ("like", "shifted", "ties", "edges", "extreme", "far"), sqltype)
+
+
+def sparse_shape(rng: np.random.Generator, shape: str, n: int, reference: np.ndarray, marks: list[float],
+                 edges: np.ndarray, width: float) -> list[float | None]:
+    """The shapes far, constant, sparse, all_null, all_nan and non_finite."""
+    if shape == "far":
         values = list(edges[-1] + rng.lognormal(0, 2, n) * width)
         below = rng.random(n) < rng.uniform(0, 1)
-        values = [float(edges[0] - (v - edges[-1])) if b else float(v) for v, b in zip(values, below, strict=True)]
-    elif shape == "constant":
-        values = [float(rng.choice(marks))] * n
-    elif shape == "sparse":
-        values = [float(rng.choice(reference)) if rng.random() < 0.1 else None for _ in range(n)]
-    elif shape == "all_null":
-        values = [None] * n
-    elif shape == "all_nan":
-        values = [math.nan] * n
-    else:  # non_finite
-        values = [float(rng.choice([math.nan, math.inf, -math.inf])) for _ in range(n)]
+        return [float(edges[0] - (v - edges[-1])) if b else float(v) for v, b in zip(values, below, strict=True)]
+    if shape == "constant":
+        return [float(rng.choice(marks))] * n
+    if shape == "sparse":
+        return [float(rng.choice(reference)) if rng.random() < 0.1 else None for _ in range(n)]
+    if shape == "all_null":
+        return [None] * n
+    if shape == "all_nan":
+        return [math.nan] * n
+    return [float(rng.choice([math.nan, math.inf, -math.inf])) for _ in range(n)]  # non_finite
+
+
+def with_specials(rng: np.random.Generator, values: list, dense: bool, sqltype: str) -> list:
+    """A dense shape's values with NULL, NaN and ±Infinity sprinkled in (in 60% of columns), as stored."""
     values = [None if v is None else float(v) for v in values]
-    if n and shape in ("like", "shifted", "ties", "edges", "extreme", "far") and rng.random() < 0.6:
+    if values and dense and rng.random() < 0.6:
         share = rng.uniform(0, 0.3)
-        for i in np.flatnonzero(rng.random(n) < share):
+        for i in np.flatnonzero(rng.random(len(values)) < share):
             values[i] = [None, math.nan, math.inf, -math.inf][int(rng.integers(0, 4))]
     return [as_sql_value(v, sqltype) for v in values]
 
@@ -209,6 +220,12 @@ def interval_categorical(rng: np.random.Generator, shape: str, n: int, pool: lis
     if shape == "one":
         return [(pool + unknown)[int(rng.integers(0, len(pool) + len(unknown)))]] * n
     p_unseen, p_null = {"like": (0.05, 0.05), "unseen": (0.6, 0.1), "sparse": (0.05, 0.8)}[shape]
+    return draw_categories(rng, n, pool, unknown, p_unseen, p_null)
+
+
+def draw_categories(rng: np.random.Generator, n: int, pool: list, unknown: list, p_unseen: float,
+                    p_null: float) -> list:
+    """n values: NULL with p_null, one of `unknown` with p_unseen, else one of `pool`."""
     out = []
     for _ in range(n):
         r = rng.random()

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+import yaml
 
-from monitoring_lib.config import EndpointConfig
+from monitoring_lib.config import EndpointConfig, load_endpoint_config
 from monitoring_lib.drift.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.errors import ConfigError
 from monitoring_lib.quality import build_expectations, run_quality, write_quality_results
@@ -393,3 +394,23 @@ def test_other_windows_are_left_alone(conn: psycopg.Connection, clean_outcome) -
     conn.commit()
     count = conn.execute("SELECT count(*) FROM monitoring.data_quality_results").fetchone()[0]
     assert count == 3 * len(clean_outcome.results)
+
+
+@pytest.mark.parametrize(("quality", "field", "reason"), [
+    ({"row_count": {"min": 100, "max": 10}}, "quality.row_count", r"max \(10\) is below min \(100\)"),
+    ({"extra_expectations": [{"type": "expect_column_values_to_be_between",
+                              "kwargs": {"column": "age", "min_value": 90, "max_value": 18.5}}]},
+     r"quality.extra_expectations.0", r"kwargs.min_value \(90\) is above kwargs.max_value \(18.5\)"),
+    ({"extra_expectations": [{"type": "expect_table_row_count_to_be_between",
+                              "kwargs": {"min_value": 5, "max_value": 1}}]},
+     r"quality.extra_expectations.0", r"kwargs.min_value \(5\) is above kwargs.max_value \(1\)"),
+])
+def test_crossed_bounds_are_a_config_error_naming_file_and_field(tmp_path, quality, field, reason) -> None:
+    """No value lies between crossed bounds: a typo, rejected before any run (Great Expectations would report
+    an error for some checks and count every row as unexpected for others)."""
+    data = {"endpoint_id": "claims-model", "project": "insurance", "model": {"name": "claims"},
+            "source": {"table": "public.inference_log", "numeric_features": ["age"]}, "quality": quality}
+    path = tmp_path / "endpoint.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=rf"^{path}: {field}: [^;]*{reason}$"):
+        load_endpoint_config(path)

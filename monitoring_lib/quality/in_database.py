@@ -52,6 +52,7 @@ from monitoring_lib.pushdown import (
     OutsideCount,
     Params,
     SpecialCount,
+    as_float,
     category_key,
     error_flag,
     finite,
@@ -121,7 +122,7 @@ def _numeric_value(name: str, pgtype: str) -> sql.Composable:
     """float8, null where `normalise_frame` leaves NaN: nulls, NaN, ±Infinity and text that is not a number."""
     col = sql.Identifier(name)
     if pgtype in NUMBER_TYPES:
-        v = sql.SQL("{}::float8").format(col)
+        v = as_float(name, pgtype)
         return sql.SQL("(CASE WHEN {f} THEN {v} END)").format(f=finite(v), v=v)
     if pgtype == "bool":
         return sql.SQL("(CASE WHEN {c} THEN 1.0::float8 WHEN NOT {c} THEN 0.0::float8 END)").format(c=col)
