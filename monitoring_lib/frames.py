@@ -34,8 +34,9 @@ def _as_float(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _as_bool(series: pd.Series) -> np.ndarray:
+    """The error flag: true for true, 't', 'yes', 'y', '1' and any number but 0; a missing value is false."""
     if pd.api.types.is_bool_dtype(series):
-        return series.to_numpy(dtype=bool)
+        return series.to_numpy(dtype=bool, na_value=False)
     text = series.astype("string").str.strip().str.lower()
     truthy = text.isin(["true", "t", "1", "yes", "y"]).to_numpy(dtype=bool)
     numeric = pd.to_numeric(series, errors="coerce").fillna(0).to_numpy() != 0
@@ -118,7 +119,7 @@ def _normalise_columns(
 
     errored = np.zeros(len(df), dtype=bool)
     if src.error_column and src.error_column in out:
-        out[src.error_column] = _as_bool(out[src.error_column].fillna(False))
+        out[src.error_column] = _as_bool(out[src.error_column])
         errored = out[src.error_column].to_numpy(dtype=bool)
 
     numeric_cols = [*src.numeric_features, src.prediction_column]
