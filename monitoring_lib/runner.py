@@ -333,7 +333,7 @@ def _compute(
     drift: Callable[[pd.DataFrame], Any] | None = None,
 ) -> None:
     """Every check and summary of the window's frame; `quality`/`drift` replace the whole-frame ones."""
-    # columns read for KPIs alone leave the frame the checks judge (each its own block: no copy)
+    # columns read for KPIs alone leave the frame the checks, drift and user applications see
     kpi_only = pd.DataFrame({c: df.pop(c) for c in kpi_only_columns(cfg) if c in df}, index=df.index)
     drift_wanted = cfg.drift.enabled and profile is not None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-drift") as pool:
