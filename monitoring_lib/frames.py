@@ -103,7 +103,7 @@ def normalise_frame(df: pd.DataFrame, cfg: EndpointConfig) -> tuple[pd.DataFrame
 
 
 def _normalise_columns(
-    df: pd.DataFrame, cfg: EndpointConfig, ids: Future[tuple[np.ndarray, np.ndarray, np.ndarray]] | None
+    df: pd.DataFrame, cfg: EndpointConfig, ids: Future[_Ids] | None
 ) -> tuple[pd.DataFrame, BadRowReport]:
     src = cfg.source
     out = df.copy(deep=False)

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import decimal
 import itertools
 import math
 import sys
@@ -67,7 +66,7 @@ from monitoring_lib.drift.summaries import QUANTILE_KEYS, ColumnSummary
 from monitoring_lib.errors import DatabaseUnavailableError, ProfileNotFittedError, SourceError
 from monitoring_lib.operational import BUCKET, LATENCY_QUANTILES
 from monitoring_lib.snapshot import Beside
-from monitoring_lib.source import describe_source, numeric_as_float, source_relation
+from monitoring_lib.source import ROUNDS_TO_ZERO, describe_source, numeric_as_float, source_relation
 
 _FLOAT_TYPES = {"float4", "float8"}
 NUMBER_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric"}
@@ -355,8 +354,8 @@ def category_key(name: str, pgtype: str) -> sql.Composed:
     return sql.SQL("{}::text").format(col)
 
 
-# Half the smallest subnormal float, exactly: a decimal number up to it reads as 0.0, above it as non-zero.
-_ROUNDS_TO_ZERO = decimal.Context(prec=1100).divide(Decimal(5e-324), 2)
+# Whitespace `str.strip` removes around the words a text flag may hold; a number's text may have ASCII only.
+_SPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 
 
 def error_flag(name: str, pgtype: str) -> sql.Composed:
@@ -372,13 +371,13 @@ def error_flag(name: str, pgtype: str) -> sql.Composed:
         return sql.SQL("coalesce({v} NOT IN (0, 'NaN'::float8), false)").format(v=as_float(name, pgtype))
     text = sql.SQL("btrim({}::text, E' \\t\\n\\r\\f\\x0B')").format(col)
     return sql.SQL(
-        "(coalesce(lower({t}) IN ('true', 't', '1', 'yes', 'y'), false) OR coalesce(CASE"
+        "(coalesce(lower(btrim({c}::text, {space})) IN ('true', 't', '1', 'yes', 'y'), false) OR coalesce(CASE"
         " WHEN {t} !~ '^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$' THEN {c}::text ~* '^[-+]?inf(inity)?$'"
         # beyond what `numeric` reads (an exponent from 1000, 16383 decimals) the exponent's sign decides
         " WHEN length({t}) > 15000 OR {t} ~ '[eE][-+]?0*[1-9][0-9]{{3,}}$'"
         " THEN {t} ~ '^[-+]?[0-9.]*[1-9]' AND {t} !~ '[eE]-'"
         " ELSE abs({t}::numeric) > {zero} END, false))"
-    ).format(t=text, c=col, zero=sql.Literal(_ROUNDS_TO_ZERO))
+    ).format(t=text, c=col, zero=sql.Literal(ROUNDS_TO_ZERO), space=sql.Literal(_SPACE))
 
 
 def window_rows(cfg: EndpointConfig, p: Params, start: datetime, end: datetime) -> sql.Composed:

@@ -163,11 +163,12 @@ class _Computed:
 
 def _kpi_types(url: str, cfg: EndpointConfig) -> dict[str, str]:
     """The source's SQL types when a KPI's rule depends on them (one query without rows), else none."""
+    from monitoring_lib.pushdown import query_errors
     from monitoring_lib.source import describe_source
 
     if not any(kpi_reads_type(cfg, kpi.column) for kpi in cfg.kpis):
         return {}
-    with connect(url) as conn:
+    with connect(url) as conn, query_errors(cfg.endpoint_id, "description of the source"):
         return describe_source(conn, cfg.source)
 
 

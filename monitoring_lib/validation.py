@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 
+from monitoring_lib.applications import kpi_reads_type
 from monitoring_lib.config import EndpointConfig, config_dir, config_files, load_each
 from monitoring_lib.db import connect
 from monitoring_lib.source import describe_source
@@ -51,9 +52,9 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
         need("source.prediction_column", src.prediction_column)
     need("source.latency_column", src.latency_column, NUMERIC_TYPES, "a numeric type")
     need("source.error_column", src.error_column)
-    for kpi in cfg.kpis:  # the error column is aggregated as its flag, whatever its type
+    for kpi in cfg.kpis:  # the numeric columns are checked above; the error column is aggregated as its flag
         need(f"kpis.{kpi.name}.column", kpi.column,
-             None if kpi.column == src.error_column else NUMERIC_TYPES | BOOLEAN_TYPES, "a numeric or boolean type")
+             NUMERIC_TYPES | BOOLEAN_TYPES if kpi_reads_type(cfg, kpi.column) else None, "a numeric or boolean type")
     if cfg.labels is not None:
         from monitoring_lib.config import SourceConfig
 

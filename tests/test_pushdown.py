@@ -399,7 +399,8 @@ ERROR_TEXTS = ["true", " Yes ", "\tY\n", "T", "false", "no", "", " ", "abc", "No
                "inf", "-inf", "+inf", "Infinity", "-INFINITY", "iNf", " inf", "inf ", "infinite", "nan", "NaN", "-nan",
                "1e999", "-1e999", "1e0999", "1e99999", "1e-99999", "0e99999", "1e-400", "1e-310", "4e-324",
                "2e-324", "3e-324", "2.4703282292062327e-324", "2.4703282292062328e-324", "0." + "0" * 1200 + "1",
-               "1" + "0" * 1200, "0" * 1200, None]
+               "1" + "0" * 1200, "0" * 1200, "\xa0yes", "yes\u3000", "\u2003TRUE\x1c", "\xa01", "\xa02", "2\u3000",
+               None]
 
 
 def test_the_error_flag_reads_text_as_pandas_does(conn):
@@ -416,4 +417,19 @@ def test_the_error_flag_reads_text_as_pandas_does(conn):
     got = [r[0] for r in rows.fetchall()]
     assert [(t, g, e) for t, g, e in zip(ERROR_TEXTS, got, expected, strict=True) if g != e] == []
     assert got == expected
-    assert sum(expected) == 26  # both readings are exercised
+    assert sum(expected) == 30  # both readings are exercised
+
+
+NUMERIC_TEXTS = ["0", "1.5", "1e-300", "1e-310", "-1e-320", "2.4703282292062327e-324", "2.4703282292062328e-324",
+                 "-3e-324", "1e-400", "-1e-400", "1e-16000", "1.7976931348623157e308", "1.7976931348623158e308",
+                 "1.797693134862315807e308", "1e400", "-1e400", "NaN"]
+
+
+def test_numeric_values_convert_to_the_float_their_text_parses_to(conn):
+    """Beyond float8's range either way a `numeric` is ±Infinity or ±0.0, as Python parses its text, where the
+    plain cast fails the query with an out-of-range error."""
+    query = sql.SQL("SELECT {} FROM (SELECT x::numeric AS x, i FROM unnest(%s::text[]) WITH ORDINALITY AS t(x, i))"
+                    " AS v ORDER BY i").format(pushdown.as_float("x", "numeric"))
+    rows = conn.execute(query, (NUMERIC_TEXTS,))
+    got = [repr(r[0]) for r in rows.fetchall()]
+    assert got == [repr(float(t)) for t in NUMERIC_TEXTS]  # repr: -0.0 and NaN compare too
