@@ -76,11 +76,8 @@ def kpi_problem(cfg: EndpointConfig, column: str, types: Mapping[str, str]) -> s
 def _kpi_values(series: pd.Series, pgtype: str | None) -> np.ndarray:
     """The finite numbers a KPI aggregates, from the column as `normalise_frame` leaves it."""
     if pgtype == "bool" and not pd.api.types.is_bool_dtype(series):  # a categorical's text, 'True'/'False'
-        text = series.astype("string")
-        values = np.select([(text == "True").fillna(False).to_numpy(bool), (text == "False").fillna(False).to_numpy(
-            bool)], [1.0, 0.0], np.nan)
-    else:
-        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        series = series.astype("string").map({"True": 1.0, "False": 0.0})
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     return values[np.isfinite(values)]
 
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import psycopg
 
-from monitoring_lib.applications import kpi_reads_type
+from monitoring_lib.applications import KPI_TYPES, kpi_reads_type
 from monitoring_lib.config import EndpointConfig, config_dir, config_files, load_each
 from monitoring_lib.db import connect
 from monitoring_lib.source import describe_source
 
 NUMERIC_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric", "smallint", "integer", "bigint",
                  "real", "double precision"}
-BOOLEAN_TYPES = {"bool", "boolean"}
 TIME_TYPES = {"timestamptz", "timestamp", "timestamp with time zone", "timestamp without time zone"}
 
 
@@ -31,7 +30,7 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
         return [f"{file}: {field}: {str(exc).strip().splitlines()[0]}"]
     problems = []
 
-    def need(field: str, column: str | None, kinds: set[str] | None = None, what: str = "") -> None:
+    def need(field: str, column: str | None, kinds: Collection[str] | None = None, what: str = "") -> None:
         if column is None:
             return
         if column not in columns:
@@ -54,7 +53,7 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
     need("source.error_column", src.error_column)
     for kpi in cfg.kpis:  # the numeric columns are checked above; the error column is aggregated as its flag
         need(f"kpis.{kpi.name}.column", kpi.column,
-             NUMERIC_TYPES | BOOLEAN_TYPES if kpi_reads_type(cfg, kpi.column) else None, "a numeric or boolean type")
+             KPI_TYPES if kpi_reads_type(cfg, kpi.column) else None, "a numeric or boolean type")
     if cfg.labels is not None:
         from monitoring_lib.config import SourceConfig
 
