@@ -15,7 +15,9 @@ from psycopg import sql
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
-from monitoring_lib.source import qualified, source_relation
+from monitoring_lib.errors import SourceError
+from monitoring_lib.pushdown import NUMBER_TYPES, as_number
+from monitoring_lib.source import describe_relation, describe_source, qualified, source_relation
 from monitoring_lib.store import replace_window
 
 
@@ -75,16 +77,39 @@ def window_rows(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, str, f
     return rows
 
 
+# what `_labelled` reads as a number: PostgreSQL's number types, and booleans as 0 and 1
+READABLE_TYPES = frozenset({*NUMBER_TYPES, "bool"})
+
+
 def _labelled(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime) -> pd.DataFrame:
+    """The window's predictions joined to their labels, both as float8.
+
+    Each column is converted by its SQL type (`pushdown.as_number`): a `numeric` beyond float8's range
+    reads as ±Infinity rather than failing the cast, a boolean as 0 or 1. A column of another type is a
+    `SourceError` naming it, not a cast error from deep inside the query.
+    """
     src, lab = cfg.source, cfg.labels
-    bucket = sql.Identifier(cfg.performance.bucket_column) if cfg.performance.bucket_column else sql.SQL("NULL")
+    types = {**{f"s.{k}": v for k, v in describe_source(conn, src).items()},
+             **{f"l.{k}": v for k, v in describe_relation(conn, qualified(lab.table)).items()}}
+
+    def number(alias: str, column: str, field: str) -> sql.Composed:
+        pgtype = types.get(f"{alias}.{column}")
+        if pgtype not in READABLE_TYPES:
+            where = lab.table if alias == "l" else "the source"
+            found = "is not in it" if pgtype is None else f"is {pgtype}"
+            raise SourceError(f"{cfg.endpoint_id}: {field} '{column}' of {where} {found}; performance metrics"
+                              " need a number or boolean column")
+        return as_number(sql.Identifier(alias, column), pgtype)
+
+    bucket = (number("s", cfg.performance.bucket_column, "performance.bucket_column")
+              if cfg.performance.bucket_column else sql.SQL("NULL::float8"))
     query = sql.SQL(
-        "SELECT s.{ts} AS ts, s.{pred}::double precision AS prediction, l.{label}::double precision AS label,"
-        " s.{bucket}::double precision AS bucket_value"
+        "SELECT s.{ts} AS ts, {pred} AS prediction, {label} AS label, {bucket} AS bucket_value"
         " FROM {rel} JOIN {labels} AS l ON l.{key} = s.{rid}"
         " WHERE s.{ts} >= %s AND s.{ts} < %s"
-    ).format(ts=sql.Identifier(src.timestamp_column), pred=sql.Identifier(src.prediction_column),
-             label=sql.Identifier(lab.label_column), bucket=bucket,
+    ).format(ts=sql.Identifier(src.timestamp_column),
+             pred=number("s", src.prediction_column, "source.prediction_column"),
+             label=number("l", lab.label_column, "labels.label_column"), bucket=bucket,
              rel=source_relation(src, alias="s"),
              labels=qualified(lab.table), key=sql.Identifier(lab.join_key), rid=sql.Identifier(src.request_id_column))
     rows = conn.execute(query, (start, end)).fetchall()

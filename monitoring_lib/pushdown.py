@@ -314,12 +314,22 @@ def finite(v: sql.Composable) -> sql.Composed:
     return sql.SQL(_FINITE).format(v=v)
 
 
-def as_float(name: str, pgtype: str) -> sql.Composed:
-    """A number column as float8. A `numeric` beyond float8's range is ±Infinity, as the memory mode
-    reads it, where the plain cast would fail the whole window with an out-of-range error."""
+def as_float(column: str | sql.Composable, pgtype: str) -> sql.Composed:
+    """A number column (a name, or an already qualified reference) as float8. A `numeric` beyond float8's
+    range is ±Infinity, as the memory mode reads it, where the plain cast would fail the whole window with
+    an out-of-range error."""
+    v = sql.Identifier(column) if isinstance(column, str) else column
     if pgtype == "numeric":
-        return numeric_as_float(sql.Identifier(name))
-    return sql.SQL("{}::float8").format(sql.Identifier(name))
+        return numeric_as_float(v)
+    return sql.SQL("{}::float8").format(v)
+
+
+def as_number(column: str | sql.Composable, pgtype: str) -> sql.Composed:
+    """A number or boolean column as float8, booleans as 0 and 1: PostgreSQL has no boolean -> float8 cast."""
+    if pgtype == "bool":
+        v = sql.Identifier(column) if isinstance(column, str) else column
+        return sql.SQL("{}::int::float8").format(v)
+    return as_float(column, pgtype)
 
 
 def exact_number(v: sql.Composable) -> sql.Composed:

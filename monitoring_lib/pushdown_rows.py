@@ -40,6 +40,7 @@ from monitoring_lib.pushdown import (
     DuplicateIds,
     SpecialCount,
     as_float,
+    as_number,
     error_flag,
     exact_number,
     finite,
@@ -224,10 +225,8 @@ class KpiPlan:
                 continue
             if kpi.column == cfg.source.error_column:
                 v = sql.SQL("{}::int::float8").format(error_flag(kpi.column, types[kpi.column]))
-            elif types[kpi.column] == "bool":
-                v = sql.SQL("{}::int::float8").format(sql.Identifier(kpi.column))
             else:
-                v = as_float(kpi.column, types[kpi.column])
+                v = as_number(kpi.column, types[kpi.column])
             exact = _KPI_EXACT.get(kpi.agg)
             plan.add(f"kpi.{i}", sql.SQL(_KPI_AGG[kpi.agg]).format(v=v, f=finite(v)),
                      exact=None if exact is None else sql.SQL(exact).format(x=exact_number(v), f=finite(v)))

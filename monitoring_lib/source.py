@@ -164,7 +164,12 @@ def unique_columns(conn: psycopg.Connection, source: SourceConfig) -> frozenset[
 
 def describe_source(conn: psycopg.Connection, source: SourceConfig) -> dict[str, str]:
     """Column name -> PostgreSQL type name of the live source, without reading any row."""
-    query = sql.SQL("SELECT * FROM {rel} LIMIT 0").format(rel=source_relation(source))
+    return describe_relation(conn, source_relation(source))
+
+
+def describe_relation(conn: psycopg.Connection, relation: sql.Composable) -> dict[str, str]:
+    """Column name -> PostgreSQL type name of a table or subquery, without reading any row."""
+    query = sql.SQL("SELECT * FROM {rel} LIMIT 0").format(rel=relation)
     with conn.cursor() as cur:
         cur.execute(query)
         types = {}
