@@ -18,6 +18,7 @@ import pandas as pd
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.source import NUMBER_OR_BOOL_TYPES
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,6 @@ def load_callable(path: str) -> Callable[..., Any]:
         raise ImportError(f"module '{module_name}' has no attribute '{attr}'") from None
 
 
-# The SQL types a KPI aggregates (validate-config checks them): numbers, and booleans as 0 and 1.
-KPI_TYPES = frozenset({"int2", "int4", "int8", "float4", "float8", "numeric", "bool"})
-
-
 def kpi_reads_type(cfg: EndpointConfig, column: str) -> bool:
     """Whether a KPI over `column` depends on its SQL type: the numeric columns are numbers in any valid
     config, and the error column is aggregated as its flag (1 for a failed request, 0 otherwise)."""
@@ -68,7 +65,7 @@ def kpi_problem(cfg: EndpointConfig, column: str, types: Mapping[str, str]) -> s
         return None
     if column not in types:
         return f"column '{column}' is not in the source"
-    if types[column] not in KPI_TYPES:
+    if types[column] not in NUMBER_OR_BOOL_TYPES:
         return f"column '{column}' is {types[column]}, not numeric"
     return None
 

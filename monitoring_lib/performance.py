@@ -16,8 +16,8 @@ from psycopg import sql
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.errors import SourceError
-from monitoring_lib.pushdown import NUMBER_TYPES, as_number
-from monitoring_lib.source import describe_relation, describe_source, qualified, source_relation
+from monitoring_lib.pushdown import as_number
+from monitoring_lib.source import NUMBER_OR_BOOL_TYPES, describe_relation, describe_source, qualified, source_relation
 from monitoring_lib.store import replace_window
 
 
@@ -77,11 +77,15 @@ def window_rows(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, str, f
     return rows
 
 
-# what `_labelled` reads as a number: PostgreSQL's number types, and booleans as 0 and 1
-READABLE_TYPES = frozenset({*NUMBER_TYPES, "bool"})
+def _column_types(conn: psycopg.Connection, cfg: EndpointConfig) -> dict[str, str]:
+    """SQL types of the source's columns (as 's.name') and the label table's (as 'l.name'), once per recompute."""
+    return {**{f"s.{k}": v for k, v in describe_source(conn, cfg.source).items()},
+            **{f"l.{k}": v for k, v in describe_relation(conn, qualified(cfg.labels.table)).items()}}
 
 
-def _labelled(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime) -> pd.DataFrame:
+def _labelled(
+    conn: psycopg.Connection, cfg: EndpointConfig, types: dict[str, str], start: datetime, end: datetime
+) -> pd.DataFrame:
     """The window's predictions joined to their labels, both as float8.
 
     Each column is converted by its SQL type (`pushdown.as_number`): a `numeric` beyond float8's range
@@ -89,16 +93,14 @@ def _labelled(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, en
     `SourceError` naming it, not a cast error from deep inside the query.
     """
     src, lab = cfg.source, cfg.labels
-    types = {**{f"s.{k}": v for k, v in describe_source(conn, src).items()},
-             **{f"l.{k}": v for k, v in describe_relation(conn, qualified(lab.table)).items()}}
 
     def number(alias: str, column: str, field: str) -> sql.Composed:
         pgtype = types.get(f"{alias}.{column}")
-        if pgtype not in READABLE_TYPES:
-            where = lab.table if alias == "l" else "the source"
-            found = "is not in it" if pgtype is None else f"is {pgtype}"
-            raise SourceError(f"{cfg.endpoint_id}: {field} '{column}' of {where} {found}; performance metrics"
-                              " need a number or boolean column")
+        if pgtype not in NUMBER_OR_BOOL_TYPES:
+            where = lab.table if alias == "l" else (src.table or "source.sql")
+            problem = "not found" if pgtype is None else f"{pgtype}, expected a numeric or boolean type"
+            raise SourceError(f"{cfg.endpoint_id} ({cfg.source_file or 'config'}): {field}: column '{column}' of"
+                              f" {where} is {problem} for performance metrics")
         return as_number(sql.Identifier(alias, column), pgtype)
 
     bucket = (number("s", cfg.performance.bucket_column, "performance.bucket_column")
@@ -135,8 +137,9 @@ def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime) 
             " WHERE endpoint_id = %s AND segment = 'all' AND metric = %s AND window_end > %s",
             (cfg.endpoint_id, "mae" if cfg.model.task == "regression" else "accuracy", since),
         ).fetchall())
+        types = _column_types(conn, cfg) if spans else {}
         for start_w, end_w in spans:
-            df = _labelled(conn, cfg, start_w, end_w)
+            df = _labelled(conn, cfg, types, start_w, end_w)
             labelled = int(df.dropna(subset=["prediction", "label"]).shape[0])
             if labelled == 0 or stored.get((start_w, end_w)) == labelled:
                 continue

@@ -66,10 +66,15 @@ from monitoring_lib.drift.summaries import QUANTILE_KEYS, ColumnSummary
 from monitoring_lib.errors import DatabaseUnavailableError, ProfileNotFittedError, SourceError
 from monitoring_lib.operational import BUCKET, LATENCY_QUANTILES
 from monitoring_lib.snapshot import Beside
-from monitoring_lib.source import ROUNDS_TO_ZERO, describe_source, numeric_as_float, source_relation
+from monitoring_lib.source import (
+    NUMBER_TYPES,
+    ROUNDS_TO_ZERO,
+    describe_source,
+    numeric_as_float,
+    source_relation,
+)
 
 _FLOAT_TYPES = {"float4", "float8"}
-NUMBER_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric"}
 _FINITE = "({v} > '-Infinity'::float8 AND {v} < 'Infinity'::float8)"
 # Fine buckets of a numeric column: sub-bins spread over the reference bins by their share of rows
 # (at least _MIN_SUB each), and geometric steps beyond the outer edges so a shifted interval still

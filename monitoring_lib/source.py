@@ -21,6 +21,11 @@ from psycopg import sql
 from monitoring_lib.config import EndpointConfig, SourceConfig
 from monitoring_lib.errors import DatabaseUnavailableError, SourceError
 
+# PostgreSQL's number types (as `describe_source` names them), and with booleans, read as 0 and 1, what a
+# KPI aggregates and performance metrics compare
+NUMBER_TYPES = frozenset({"int2", "int4", "int8", "float4", "float8", "numeric"})
+NUMBER_OR_BOOL_TYPES = frozenset({*NUMBER_TYPES, "bool"})
+
 
 def qualified(name: str) -> sql.Identifier:
     """`schema.table` or `table` from config, each part quoted as an identifier."""

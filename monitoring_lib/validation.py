@@ -8,11 +8,10 @@ from pathlib import Path
 
 import psycopg
 
-from monitoring_lib.applications import KPI_TYPES, kpi_reads_type
+from monitoring_lib.applications import kpi_reads_type
 from monitoring_lib.config import EndpointConfig, config_dir, config_files, load_each
 from monitoring_lib.db import connect
-from monitoring_lib.performance import READABLE_TYPES
-from monitoring_lib.source import describe_relation, describe_source, qualified
+from monitoring_lib.source import NUMBER_OR_BOOL_TYPES, describe_relation, describe_source, qualified
 
 NUMERIC_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric", "smallint", "integer", "bigint",
                  "real", "double precision"}
@@ -49,17 +48,18 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
         need("source.prediction_column", src.prediction_column, NUMERIC_TYPES,
              "a numeric type with compute: database or feature groups")
     elif cfg.labels is not None:  # performance metrics compare it with the labels as numbers
-        need("source.prediction_column", src.prediction_column, READABLE_TYPES,
+        need("source.prediction_column", src.prediction_column, NUMBER_OR_BOOL_TYPES,
              "a numeric or boolean type with labels")
     else:
         need("source.prediction_column", src.prediction_column)
     if cfg.labels is not None:
-        need("performance.bucket_column", cfg.performance.bucket_column, READABLE_TYPES, "a numeric or boolean type")
+        need("performance.bucket_column", cfg.performance.bucket_column, NUMBER_OR_BOOL_TYPES,
+             "a numeric or boolean type")
     need("source.latency_column", src.latency_column, NUMERIC_TYPES, "a numeric type")
     need("source.error_column", src.error_column)
     for kpi in cfg.kpis:  # the numeric columns are checked above; the error column is aggregated as its flag
         need(f"kpis.{kpi.name}.column", kpi.column,
-             KPI_TYPES if kpi_reads_type(cfg, kpi.column) else None, "a numeric or boolean type")
+             NUMBER_OR_BOOL_TYPES if kpi_reads_type(cfg, kpi.column) else None, "a numeric or boolean type")
     if cfg.labels is not None:
         try:
             label_cols = describe_relation(conn, qualified(cfg.labels.table))
@@ -72,7 +72,7 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
             if column is not None and column not in label_cols:
                 problems.append(f"{file}: {field}: column '{column}' not found in {cfg.labels.table}")
         label_type = label_cols.get(cfg.labels.label_column)
-        if label_type is not None and label_type not in READABLE_TYPES:
+        if label_type is not None and label_type not in NUMBER_OR_BOOL_TYPES:
             problems.append(f"{file}: labels.label_column: column '{cfg.labels.label_column}' is {label_type},"
                             " expected a numeric or boolean type")
     return problems

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import numpy as np
 import psycopg
 import pytest
@@ -66,30 +69,66 @@ def test_numeric_predictions_beyond_float_max_do_not_fail_the_recompute(conn, db
     rng = np.random.default_rng(4)
     truth = rng.normal(1000, 100, 120).round(2)
     pred = truth + rng.normal(0, 10, 120).round(2)
-    amounts = [50.0 + i for i in range(120)]
-    rows = [(f"r{i}", f"{p:.2f}", f"{t:.2f}", a) for i, (p, t, a) in enumerate(zip(pred, truth, amounts, strict=True))]
+    amounts = np.array([50.0 + i for i in range(120)])
+    # r0's label lands later
+    rows = [(f"r{i}", f"{p:.2f}", None if i == 0 else f"{t:.2f}", float(a))
+            for i, (p, t, a) in enumerate(zip(pred, truth, amounts, strict=True))]
     _tables(conn, "numeric", "numeric", rows)
     cfg = _config("regression", bucket_column="claimed_amount", buckets=[0, 100, 1000])
+    assert check_columns(conn, cfg) == []
     run_interval(db_url, cfg, WINDOW_START, WINDOW_END)
     assert recompute_recent(db_url, cfg, WINDOW_END)["windows"] == 1
     stored = _stored(conn)
-    for metric, value in regression_metrics(truth, pred).items():
-        assert stored[("all", metric)] == (pytest.approx(value), 120)
-    low = np.array(amounts) < 100
-    assert stored[("0-100", "mae")] == (pytest.approx(regression_metrics(truth[low], pred[low])["mae"]), int(low.sum()))
+    for metric, value in regression_metrics(truth[1:], pred[1:]).items():
+        assert stored[("all", metric)] == (pytest.approx(value), 119)
+    low = amounts < 100
+    low[0] = False
+    assert stored[("0-100", "mae")] == (pytest.approx(regression_metrics(truth[low], pred[low])["mae"]), 49)
 
-    # one prediction beyond float8's range: read as +Infinity, so the error metrics have no finite value
+    # r0's label lands, and its prediction is beyond float8's range: read as +Infinity, so the error
+    # metrics of the windows and of its bucket have no finite value
     conn.execute("UPDATE public.inference SET prediction = '1e400' WHERE request_id = 'r0'")
-    conn.execute("INSERT INTO public.labels VALUES ('r0', 1000)")  # one more label: the window is recomputed
+    conn.execute("INSERT INTO public.labels VALUES ('r0', %s)", (f"{truth[0]:.2f}",))
     conn.commit()
     assert recompute_recent(db_url, cfg, WINDOW_END)["windows"] == 1
     stored = _stored(conn)
-    assert stored[("all", "mae")] == (None, 121)
-    assert stored[("all", "rmse")] == (None, 121)
-    # r0's claimed amount is 50: the 100-1000 bucket is untouched
-    high = ~low
+    assert stored[("all", "mae")] == (None, 120)
+    assert stored[("all", "rmse")] == (None, 120)
+    assert stored[("0-100", "mae")] == (None, 50)
+    high = amounts >= 100
     assert stored[("100-1000", "mae")] == (
         pytest.approx(regression_metrics(truth[high], pred[high])["mae"]), int(high.sum()))
+
+
+def test_boolean_columns_a_sql_source_and_a_label_table_sharing_column_names(conn, db_url):
+    """The label table lives in another schema and its columns are named like the source's; the label
+    column is even called `prediction`. Prediction, label and bucket column are booleans."""
+    conn.execute("CREATE TABLE public.inference (request_id text, ts timestamptz, claimed_amount float8,"
+                 " region text, prediction boolean, latency_ms float8, error boolean, flagged boolean)")
+    conn.execute("CREATE SCHEMA lab")
+    conn.execute('CREATE TABLE lab."Outcomes" (request_id text, prediction boolean, ts text)')
+    truth = [True, False, True, True, False, False]
+    guess = [True, False, False, True, True, False]
+    flagged = [True, True, False, False, True, False]
+    for i, (t, g, f) in enumerate(zip(truth, guess, flagged, strict=True)):
+        conn.execute("INSERT INTO public.inference VALUES (%s, %s, 10, 'north', %s, 5, false, %s)",
+                     (f"r{i}", WINDOW_START + timedelta(minutes=i), g, f))
+        conn.execute('INSERT INTO lab."Outcomes" VALUES (%s, %s, %s)', (f"r{i}", t, "not a time"))
+    conn.commit()
+    cfg = _config("classification", bucket_column="flagged", buckets=[0, 1, 2])
+    cfg = cfg.model_copy(update={
+        "source": cfg.source.model_copy(update={"table": None, "sql": "SELECT * FROM public.inference"}),
+        "labels": cfg.labels.model_copy(update={"table": "lab.Outcomes", "label_column": "prediction"})})
+    assert check_columns(conn, cfg) == []
+    run_interval(db_url, cfg, WINDOW_START, WINDOW_END)
+    assert recompute_recent(db_url, cfg, WINDOW_END)["windows"] == 1
+    stored = _stored(conn)
+    y, p = np.array(truth, dtype=float), np.array(guess, dtype=float)
+    for metric, value in classification_metrics(y, p).items():
+        assert stored[("all", metric)] == (pytest.approx(value), 6)
+    on = np.array(flagged)
+    assert stored[("1-2", "accuracy")] == (pytest.approx(float((y[on] == p[on]).mean())), 3)
+    assert stored[("0-1", "accuracy")] == (pytest.approx(float((y[~on] == p[~on]).mean())), 3)
 
 
 def test_a_text_label_is_named_by_validation_and_by_the_recompute(conn, db_url):
@@ -98,8 +137,29 @@ def test_a_text_label_is_named_by_validation_and_by_the_recompute(conn, db_url):
     assert check_columns(conn, cfg) == [f"{cfg.source_file}: labels.label_column: column 'label' is text,"
                                         " expected a numeric or boolean type"]
     run_interval(db_url, cfg, WINDOW_START, WINDOW_END)
-    with pytest.raises(SourceError, match="labels.label_column 'label' of public.labels is text"):
+    message = "labels.label_column: column 'label' of public.labels is text, expected a numeric or boolean type"
+    with pytest.raises(SourceError, match=re.escape(message)):
         recompute_recent(db_url, cfg, WINDOW_END)
+    assert _stored(conn) == {}
+
+
+def test_a_bucket_column_of_another_type_or_missing_is_named(conn, db_url):
+    _tables(conn, "float8", "float8", [("r1", 1.0, 1.5, 10.0)])
+    conn.execute("ALTER TABLE public.inference ADD COLUMN tier text")
+    conn.commit()
+    tier = _config("regression", bucket_column="tier", buckets=[0, 1])
+    assert check_columns(conn, tier) == [f"{tier.source_file}: performance.bucket_column: column 'tier' is text,"
+                                         " expected a numeric or boolean type"]
+    missing = _config("regression", bucket_column="nope", buckets=[0, 1])
+    assert check_columns(conn, missing) == [f"{missing.source_file}: performance.bucket_column: column 'nope'"
+                                            " not found in public.inference"]
+    run_interval(db_url, tier, WINDOW_START, WINDOW_END)
+    with pytest.raises(SourceError, match=re.escape("performance.bucket_column: column 'tier' of public.inference"
+                                                    " is text, expected a numeric or boolean type")):
+        recompute_recent(db_url, tier, WINDOW_END)
+    with pytest.raises(SourceError, match=re.escape("performance.bucket_column: column 'nope' of public.inference"
+                                                    " is not found")):
+        recompute_recent(db_url, missing, WINDOW_END)
     assert _stored(conn) == {}
 
 
