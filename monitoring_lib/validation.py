@@ -11,10 +11,8 @@ import psycopg
 from monitoring_lib.applications import kpi_reads_type
 from monitoring_lib.config import EndpointConfig, config_dir, config_files, load_each
 from monitoring_lib.db import connect
-from monitoring_lib.source import NUMBER_OR_BOOL_TYPES, describe_relation, describe_source, qualified
+from monitoring_lib.source import NUMBER_OR_BOOL_TYPES, NUMBER_TYPES, describe_relation, describe_source, qualified
 
-NUMERIC_TYPES = {"int2", "int4", "int8", "float4", "float8", "numeric", "smallint", "integer", "bigint",
-                 "real", "double precision"}
 TIME_TYPES = {"timestamptz", "timestamp", "timestamp with time zone", "timestamp without time zone"}
 
 
@@ -41,11 +39,11 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
     need("source.timestamp_column", src.timestamp_column, TIME_TYPES, "a timestamp")
     need("source.request_id_column", src.request_id_column)
     for name in src.numeric_features:
-        need("source.numeric_features", name, NUMERIC_TYPES, "a numeric type")
+        need("source.numeric_features", name, NUMBER_TYPES, "a numeric type")
     for name in src.categorical_features:
         need("source.categorical_features", name)
     if cfg.compute == "database" or cfg.scale_out.feature_group_size:  # SQL aggregates cast it to float8
-        need("source.prediction_column", src.prediction_column, NUMERIC_TYPES,
+        need("source.prediction_column", src.prediction_column, NUMBER_TYPES,
              "a numeric type with compute: database or feature groups")
     elif cfg.labels is not None:  # performance metrics compare it with the labels as numbers
         need("source.prediction_column", src.prediction_column, NUMBER_OR_BOOL_TYPES,
@@ -55,7 +53,7 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
     if cfg.labels is not None:
         need("performance.bucket_column", cfg.performance.bucket_column, NUMBER_OR_BOOL_TYPES,
              "a numeric or boolean type")
-    need("source.latency_column", src.latency_column, NUMERIC_TYPES, "a numeric type")
+    need("source.latency_column", src.latency_column, NUMBER_TYPES, "a numeric type")
     need("source.error_column", src.error_column)
     for kpi in cfg.kpis:  # the numeric columns are checked above; the error column is aggregated as its flag
         need(f"kpis.{kpi.name}.column", kpi.column,

@@ -72,7 +72,7 @@ from tests.test_pushdown_random import (
     NUMERIC_TYPES,
     as_sql_value,
     categorical_values,
-    draw_categories,
+    interval_categorical,
     reference_column,
     sparse_shape,
     with_specials,
@@ -93,6 +93,8 @@ REFERENCE_SHAPES = ("normal", "normal", "lognormal", "ties", "constant")
 INTERVAL_SHAPES = ("like", "like", "like", "shifted", "ties", "edges", "extreme", "far", "constant", "sparse",
                    "all_null", "all_nan", "non_finite")
 CATEGORICAL_TYPES = ("text", "text", "int4", "int8", "bool", "float8", "float4")
+# per interval shape of a categorical column, the share of values the reference never saw and of nulls
+SHARES = {"like": (0.03, 0.03), "unseen": (0.5, 0.1), "sparse": (0.05, 0.8)}
 FLOAT_CODES = (1.0, 2.0, 3.0, 2.5, -0.0, 0.1, 1e-5, 12345.678, -7.0, 1234567890123456.0)
 ERROR_TEXTS = ("true", "false", "t", "f", "1", "0", "yes", "no", "y", "n", " 1", "TRUE", "", " ", "abc", "2.5",
                "0.0", "-0", "+1", ".5", "1e5", "None")
@@ -199,15 +201,6 @@ def categorical_pool(rng: np.random.Generator, sqltype: str) -> tuple[list, list
     if sqltype == "float8":
         return list(FLOAT_CODES), [7.0, 0.5, 1e20, 1e-7, -1.5, math.nan, math.inf, -math.inf]
     return categorical_values(rng, sqltype)  # text, int4, bool
-
-
-def interval_categorical(rng: np.random.Generator, shape: str, n: int, pool: list, unseen: list) -> list:
-    if shape == "all_null":
-        return [None] * n
-    if shape == "one":
-        return [(pool + unseen)[int(rng.integers(0, len(pool) + len(unseen)))]] * n
-    p_unseen, p_null = {"like": (0.03, 0.03), "unseen": (0.5, 0.1), "sparse": (0.05, 0.8)}[shape]
-    return draw_categories(rng, n, pool, unseen, p_unseen, p_null)
 
 
 def extra_expectations(rng: np.random.Generator, columns: list[Column], error: str | None, id_type: str,
@@ -359,7 +352,7 @@ def draw_case(seed: int) -> Case:
         elif c.role == "categorical":
             pool, unseen = pools[c.name]
             c.shape = str(rng.choice(["like", "like", "unseen", "sparse", "one", "all_null"]))
-            c.interval = interval_categorical(rng, c.shape, rows, pool or [c.reference[0]], unseen)
+            c.interval = interval_categorical(rng, c.shape, rows, pool or [c.reference[0]], unseen, SHARES)
     if rows and rng.random() < 0.9:  # else a feature may have no value, which fails the run in either mode
         for c in columns:
             valid = [v for v in c.interval if v is not None and not (isinstance(v, float) and not math.isfinite(v))]

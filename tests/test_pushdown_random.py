@@ -212,14 +212,15 @@ def categorical_values(rng: np.random.Generator, sqltype: str) -> tuple[list, li
     return codes, [7.0, 0.5, 1e20, 1e-7, -1.5, math.inf, -math.inf]
 
 
-def interval_categorical(rng: np.random.Generator, shape: str, n: int, pool: list, unseen: list,
-                         sqltype: str) -> list:
-    unknown = [*unseen, *([math.nan] if sqltype == "float8" else [])]
+def interval_categorical(rng: np.random.Generator, shape: str, n: int, pool: list, unknown: list,
+                         shares: dict[str, tuple[float, float]] | None = None) -> list:
+    """A categorical interval column of a drawn shape; `shares`: per shape, the share of unknown values and nulls."""
     if shape == "all_null":
         return [None] * n
     if shape == "one":
         return [(pool + unknown)[int(rng.integers(0, len(pool) + len(unknown)))]] * n
-    p_unseen, p_null = {"like": (0.05, 0.05), "unseen": (0.6, 0.1), "sparse": (0.05, 0.8)}[shape]
+    shares = shares or {"like": (0.05, 0.05), "unseen": (0.6, 0.1), "sparse": (0.05, 0.8)}
+    p_unseen, p_null = shares[shape]
     return draw_categories(rng, n, pool, unknown, p_unseen, p_null)
 
 
@@ -309,7 +310,8 @@ def draw_case(seed: int) -> tuple[Case, ReferenceProfile]:
             pool, unseen = categorical_values(rng, c.sqltype)
             pool = sorted({v for v in c.reference if v is not None}, key=repr) or pool
             c.shape = str(rng.choice(["like", "like", "unseen", "sparse", "one", "all_null"]))
-            c.interval = interval_categorical(rng, c.shape, rows, pool, unseen, c.sqltype)
+            unknown = [*unseen, *([math.nan] if c.sqltype == "float8" else [])]
+            c.interval = interval_categorical(rng, c.shape, rows, pool, unknown)
     max_fetch = int(rng.choice([0, 1, 10, 100])) if seed % 5 == 2 else None
     return Case(seed, cfg, columns, band_k, rows, twin=seed % 3 == 0, max_fetch=max_fetch), profile
 
