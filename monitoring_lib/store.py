@@ -7,6 +7,7 @@ config) disappear too, and a concurrent writer racing on the same key updates in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,23 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 SCHEMA = "monitoring"
+
+
+def json_safe(value: Any) -> Any:
+    """JSON has no NaN or Infinity, and PostgreSQL rejects the tokens Python writes for them, which would
+    fail the window's whole write: they are stored as null, as the numeric columns store them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def document(value: Any) -> Jsonb:
+    """A jsonb parameter with non-finite numbers as null (`json_safe`)."""
+    return Jsonb(json_safe(value))
 
 
 def table_id(table: str) -> sql.Identifier:
@@ -47,7 +65,7 @@ def upsert(
         key=sql.SQL(", ").join(map(sql.Identifier, key)),
         conflict=conflict,
     )
-    prepared = [tuple(Jsonb(v) if isinstance(v, (dict, list)) else v for v in row) for row in rows]
+    prepared = [tuple(document(v) if isinstance(v, (dict, list)) else v for v in row) for row in rows]
     with conn.cursor() as cur:
         cur.executemany(query, prepared)
     return len(prepared)

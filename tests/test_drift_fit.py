@@ -8,9 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from monitoring_lib.config import EndpointConfig
-from monitoring_lib.drift.fit import fit_reference, numeric_edges
+from monitoring_lib.drift.engine import column_metric
+from monitoring_lib.drift.fit import fit_numeric, fit_reference, numeric_edges
 from monitoring_lib.drift.profile import QUANTILES, CategoricalProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.drift.summaries import (
     QUANTILE_KEYS,
@@ -96,6 +98,54 @@ def test_constant_column_gets_valid_edges_and_no_drift_against_itself():
     s = summarise_frame(pd.DataFrame({"k": [7.5] * 3 + [8.0]}), profile, ["k"], band_k=3.0)["k"]
     assert s.counts[-1] == 1 and s.outside_band == 1  # any departure from a constant is visible
     assert numeric_edges(0.0, 0.0, 2).tolist() == pytest.approx([-1e-9, 0.0, 1e-9])
+
+
+def test_one_training_outlier_does_not_hide_a_shift():
+    """Bins over the raw [min, max] would put 10,000 values in one bin beside a single 1e6, and every
+    metric would read no drift for a two-sigma shift."""
+    rng = np.random.default_rng(7)
+    cfg = make_cfg(numeric=("x",), categorical=(), bins=10)
+    profile = fit_reference(pd.DataFrame({"x": np.append(rng.normal(100, 10, 10_000), 1e6)}), cfg, source="unit")
+    x = profile.features["x"]
+    assert x.max == 1e6 and 130 < x.edges[-1] < 200 and x.counts[-1] == 1  # the outlier sits in the outer bin
+    assert max(x.counts[1:-1]) < 0.4 * x.count
+    shifted = rng.normal(120, 10, 2_000)
+    counts = summarise_frame(pd.DataFrame({"x": shifted}), profile, ["x"], band_k=3.0)["x"].counts
+    assert column_metric("tvd", x, counts).value > 0.6
+    assert column_metric("hellinger", x, counts).value > 0.5
+    assert column_metric("ks", x, counts).value == pytest.approx(
+        stats.ks_2samp(np.append(rng.normal(100, 10, 10_000), 1e6), shifted).statistic, abs=0.1)
+
+
+def test_well_behaved_columns_keep_min_to_max_bins():
+    rng = np.random.default_rng(8)
+    v = rng.normal(0, 1, 5_000)
+    x = fit_numeric("x", pd.Series(v), 10)
+    assert (x.edges[0], x.edges[-1]) == (v.min(), v.max()) and x.counts[0] == x.counts[-1] == 0
+
+
+def test_a_column_of_mostly_one_value_keeps_distinct_values_apart():
+    """Quartiles that coincide give no fence: the percentiles do, or else [min, max]."""
+    z = fit_numeric("z", pd.Series([0.0] * 995 + [1.0] * 5), 10)
+    assert z.counts[1] == 995 and z.counts[-2] == 5
+    spread = np.concatenate([np.zeros(900), np.linspace(1, 100, 99), [1e9]])
+    s = fit_numeric("s", pd.Series(spread), 10)
+    assert s.edges[-1] == pytest.approx(4 * np.quantile(spread, 0.99))
+    assert s.counts[-1] == 1 and s.counts[1:4] == (936, 36, 27)  # not 999 values in one bin beside 1e9
+
+
+@pytest.mark.parametrize("extreme", [[1e300], [-1.7e308, 1.7e308], [1.7e308] * 3])
+def test_sentinel_values_fit_to_finite_statistics_that_store_as_json(extreme):
+    rng = np.random.default_rng(9)
+    v = np.append(rng.normal(5, 2, 1_000), extreme)
+    x = fit_numeric("x", pd.Series(v), 10)
+    assert np.isfinite([x.mean, x.std, *x.edges, *x.quantiles.values()]).all()
+    assert x.mean == pytest.approx(float(np.mean(v / 2**1000)) * 2**1000)
+    assert x.std == pytest.approx(float(np.std(v / 2**1000, ddof=1)) * 2**1000)
+    json.dumps(x.__dict__, allow_nan=False)
+    ordinary = rng.normal(5, 2, 1_000)
+    y = fit_numeric("y", pd.Series(ordinary), 10)
+    assert (y.mean, y.std) == (float(ordinary.mean()), float(ordinary.std(ddof=1)))  # bit for bit
 
 
 def test_categorical_profile_frequencies_as_text_with_empty_unseen_bucket():

@@ -108,11 +108,23 @@ def test_wasserstein_hand_computed_and_normalised_by_reference_std():
     ref, cur = [0, 2, 0, 2, 0, 0], [0, 0, 2, 2, 0, 0]
     assert run("wasserstein", ref, cur, **CONTEXT).value == pytest.approx(0.5)
     assert run("wasserstein", ref, cur, **{**CONTEXT, "ref_std": 2.0}).value == pytest.approx(0.25)
-    # mass beyond the range sits at the reference max (4.0): moving 0.5 of the mass 3.5 → 4.0
+    # mass beyond the edges sits at the last edge (4.0): moving 0.5 of the mass 3.5 → 4.0
     pos = [0.0, 0.5, 1.5, 2.5, 3.5, 4.0]
     ref, cur = [0, 0, 0, 0, 4, 0], [0, 0, 0, 0, 2, 2]
     expected = stats.wasserstein_distance(pos, pos, ref, cur)
     assert run("wasserstein", ref, cur, **CONTEXT).value == pytest.approx(expected) == pytest.approx(0.25)
+
+
+def test_wasserstein_of_a_constant_reference_grows_with_the_shift():
+    """A constant column's narrow band [c - pad, c + pad] lies around its min and max: the outer slots sit
+    at the edges, so no neighbouring distance is negative and a larger move never reads smaller."""
+    edges = tuple(float(e) for e in np.linspace(1e6 - 1, 1e6 + 1, 11))
+    context = {"edges": edges, "ref_std": 0.0, "ref_min": 1e6, "ref_max": 1e6}
+    ref = [0, 0, 0, 0, 0, 100, 0, 0, 0, 0, 0, 0]
+    near = [0, 0, 0, 0, 0, 50, 50, 0, 0, 0, 0, 0]
+    beyond = [0] * 11 + [100]
+    values = [run("wasserstein", ref, cur, **context).value for cur in (ref, near, beyond)]
+    assert values[0] == 0 and 0 < values[1] < values[2] == pytest.approx(1.1)
 
 
 def test_empty_interval_yields_nan_not_a_number_that_could_be_tiered():

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from monitoring_lib.drift.stable import mean_std
+
 MIN_HISTORY = 3
 
 
@@ -52,7 +54,7 @@ def rolling_zscores(history: pd.DataFrame, current: dict[str, float], window: in
         if prior.size < MIN_HISTORY or not math.isfinite(value):
             out.append(Anomaly(metric, value, None, None, None, False))
             continue
-        mean, std = float(prior.mean()), float(prior.std(ddof=1))
+        mean, std = mean_std(prior)
         if std > 0:
             score = (value - mean) / std
         else:

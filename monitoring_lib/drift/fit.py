@@ -1,13 +1,15 @@
 """Fit a reference profile once per model version; every interval is then compared with it.
 
-Numeric columns get equal-width bins over the reference [min, max] plus two open outer bins, so
-later values beyond the training range are counted rather than dropped. Categorical columns keep
-their category frequencies plus an unseen bucket. Calibration measures how much each metric moves
-between chunks of the reference itself, which calibrated thresholds build on.
+Numeric columns get equal-width bins over the reference [min, max], cut at Tukey's far-out fences,
+plus two open outer bins, so later values beyond that range are counted rather than dropped: one
+outlier in the training data would otherwise stretch the bins until the bulk of the data sits in one.
+Categorical columns keep their category frequencies plus an unseen bucket. Calibration measures
+how much each metric moves between chunks of the reference itself, which calibrated thresholds build on.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -23,6 +25,7 @@ from monitoring_lib.drift.profile import (
     NumericProfile,
     ReferenceProfile,
 )
+from monitoring_lib.drift.stable import mean_std
 from monitoring_lib.drift.summaries import (
     QUANTILE_KEYS,
     bin_counts,
@@ -38,32 +41,68 @@ def finite_values(raw: pd.Series) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
+# Tukey's "far out" fences: beyond 3 interquartile ranges from the quartiles
+_FENCE = 3.0
+
+
 def numeric_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     """Equal-width edges over [lo, hi]; a constant column gets a narrow band around its value."""
     if hi > lo:
-        return np.linspace(lo, hi, bins + 1)
+        if math.isfinite(hi - lo):
+            return np.linspace(lo, hi, bins + 1)
+        return np.linspace(lo / 2, hi / 2, bins + 1) * 2  # halving is exact and keeps the step finite
     pad = max(abs(lo) * 1e-6, 1e-9)
     return np.linspace(lo - pad, hi + pad, bins + 1)
+
+
+def inner_range(v: np.ndarray) -> tuple[float, float]:
+    """The span of the inner bins: [min, max] cut at 3 interquartile ranges beyond the quartiles.
+
+    A column whose quartiles coincide (mostly one value) is fenced by its 1st and 99th percentiles
+    instead, and one with no spread there either keeps [min, max], so two distinct values never
+    share a bin. Values beyond the fences are counted in the outer bins.
+    """
+    lo, hi = float(v.min()), float(v.max())
+    q01, q25, q75, q99 = (float(q) for q in np.quantile(v, (0.01, 0.25, 0.75, 0.99)))
+    for a, b in ((q25, q75), (q01, q99)):
+        spread = b - a
+        if spread > 0 and math.isfinite(spread):
+            return max(lo, a - _FENCE * spread), min(hi, b + _FENCE * spread)
+    return lo, hi
 
 
 def fit_numeric(name: str, raw: pd.Series, bins: int) -> NumericProfile:
     v = finite_values(raw)
     if v.size == 0:
         raise SourceError(f"cannot fit a reference for numeric column '{name}': it has no finite values")
-    lo, hi = float(v.min()), float(v.max())
-    edges = numeric_edges(lo, hi, bins)
-    return NumericProfile(
+    edges = numeric_edges(*inner_range(v), bins)
+    mean, std = mean_std(v)
+    profile = NumericProfile(
         name=name,
         edges=tuple(float(e) for e in edges),
         counts=tuple(int(c) for c in bin_counts(v, edges)),
         count=int(v.size),
         null_count=int(len(raw) - v.size),
-        mean=float(v.mean()),
-        std=float(v.std(ddof=1)) if v.size > 1 else 0.0,
-        min=lo,
-        max=hi,
+        mean=mean,
+        std=std,
+        min=float(v.min()),
+        max=float(v.max()),
         quantiles=dict(zip(QUANTILE_KEYS, (float(q) for q in np.quantile(v, QUANTILES)), strict=True)),
     )
+    _check_finite(profile)
+    return profile
+
+
+def _check_finite(col: NumericProfile) -> None:
+    """A statistic that overflows float8 cannot be stored (JSON has no Infinity) nor compared against."""
+    stats = {"mean": col.mean, "std": col.std, "edges": max(map(abs, col.edges)), **col.quantiles}
+    bad = [k for k, x in stats.items() if not math.isfinite(x)]
+    if bad:
+        raise SourceError(
+            f"cannot fit a reference for numeric column '{col.name}': its values span beyond what a"
+            f" float8 can describe ({', '.join(bad)} overflow; values from {col.min!r} to {col.max!r});"
+            " remove the sentinel values or list the column as categorical"
+        )
 
 
 def fit_categorical(name: str, raw: pd.Series) -> CategoricalProfile:

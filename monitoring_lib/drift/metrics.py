@@ -79,10 +79,11 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray) -> MetricResult:
     return MetricResult(float(np.sqrt(max(js, 0.0))))
 
 
-def _positions(edges: tuple[float, ...] | np.ndarray, ref_min: float, ref_max: float) -> np.ndarray:
-    """Where each slot's mass sits: reference min, inner-bin midpoints, reference max."""
+def _positions(edges: tuple[float, ...] | np.ndarray) -> np.ndarray:
+    """Where each slot's mass sits: the first edge, inner-bin midpoints, the last edge (ordered, so
+    every distance between neighbours counts positively, even for a constant column's narrow band)."""
     e = np.asarray(edges, dtype=float)
-    return np.concatenate(([ref_min], 0.5 * (e[:-1] + e[1:]), [ref_max]))
+    return np.concatenate(([e[0]], 0.5 * (e[:-1] + e[1:]), [e[-1]]))
 
 
 @register("wasserstein", kinds=("numeric",), possible=0.1, detected=0.25, inputs="counts")
@@ -92,19 +93,17 @@ def wasserstein(
     *,
     edges: tuple[float, ...],
     ref_std: float,
-    ref_min: float,
-    ref_max: float,
     **_: object,
 ) -> MetricResult:
     """Earth mover's distance between the binned distributions, in reference standard deviations.
 
-    Mass outside the reference range is placed at the reference min/max, so the value is a lower
-    bound for out-of-range shifts (the outer-bin shares and `ks` still see them in full).
-    A constant reference (std 0) is measured in the column's own units.
+    Mass in the outer bins is placed at the outer edges, so the value is a lower bound for shifts
+    beyond them (the outer-bin shares and `ks` still see them in full). A constant reference
+    (std 0) is measured in the column's own units.
     """
     if _empty(ref, cur):
         return _NAN
-    pos = _positions(edges, ref_min, ref_max)
+    pos = _positions(edges)
     cdf_gap = np.abs(np.cumsum(ref / ref.sum()) - np.cumsum(cur / cur.sum()))[:-1]
     distance = float(np.sum(cdf_gap * np.diff(pos)))
     scale = ref_std if ref_std and np.isfinite(ref_std) and ref_std > 0 else 1.0

@@ -98,7 +98,13 @@ class ReferenceProfile:
             if d is None:
                 return None
             if d["kind"] == "numeric":
-                return NumericProfile(**{**d, "edges": tuple(d["edges"]), "counts": tuple(d["counts"])})
+                # jsonb prints a whole number without an exponent (1e300 as 1 and 300 zeros), which reads
+                # back as a Python int: every statistic is read back as the float it was
+                return NumericProfile(**{
+                    **d, "edges": tuple(map(float, d["edges"])), "counts": tuple(d["counts"]),
+                    **{k: float(d[k]) for k in ("mean", "std", "min", "max")},
+                    "quantiles": {k: float(v) for k, v in d["quantiles"].items()},
+                })
             return CategoricalProfile(**{**d, "categories": tuple(d["categories"]), "counts": tuple(d["counts"])})
 
         return cls(

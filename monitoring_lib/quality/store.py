@@ -11,9 +11,9 @@ from datetime import datetime
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from monitoring_lib.quality.results import QualityOutcome
+from monitoring_lib.store import document
 
 TABLE = sql.Identifier("monitoring", "data_quality_results")
 _COLUMNS = (
@@ -51,7 +51,7 @@ def write_quality_results(
         (
             endpoint_id, window_start, window_end, r.expectation_id, r.expectation_type, r.column,
             r.success, r.unexpected_count, r.unexpected_percent,
-            None if r.observed_value is None else Jsonb(r.observed_value), r.severity, Jsonb(r.details),
+            None if r.observed_value is None else document(r.observed_value), r.severity, document(r.details),
         )
         for r in outcome.results
     ]  # fmt: skip

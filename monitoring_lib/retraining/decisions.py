@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.retraining.policy import Decision, WindowOutcome, decide
+from monitoring_lib.store import document
 
 
 def _outcomes(conn: psycopg.Connection, endpoint_id: str, since: datetime, until: datetime) -> list[WindowOutcome]:
@@ -54,8 +54,8 @@ def decide_and_record(
             evidence = EXCLUDED.evidence, run_id = EXCLUDED.run_id, created_at = now()
         """,
         (cfg.endpoint_id, window_start, window_end, decision.trigger,
-         "trigger" if decision.trigger else "no_trigger", Jsonb(decision.reasons),
-         Jsonb({**decision.evidence, "drifted_features": decision.drifted_features}),
+         "trigger" if decision.trigger else "no_trigger", document(decision.reasons),
+         document({**decision.evidence, "drifted_features": decision.drifted_features}),
          run_id if decision.trigger else None),
     )
     return decision

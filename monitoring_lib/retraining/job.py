@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from monitoring_lib.applications import load_callable
 from monitoring_lib.config import EndpointConfig
@@ -27,6 +26,7 @@ from monitoring_lib.errors import MonitoringError
 from monitoring_lib.performance import classification_metrics, regression_metrics
 from monitoring_lib.reference import fit_and_store
 from monitoring_lib.source import qualified, source_relation
+from monitoring_lib.store import document
 
 MODEL_DIR_ENV = "MLMON_MODEL_DIR"
 
@@ -124,7 +124,7 @@ def retrain(url: str, cfg: EndpointConfig, conf: dict[str, Any]) -> dict[str, An
         conn.execute(
             "UPDATE monitoring.model_endpoints SET model_version = %s, model_artifact = %s, updated_at = now()"
             " WHERE endpoint_id = %s",
-            (new_version, Jsonb({"path": str(path), "version": new_version, "metrics": challenger_all,
+            (new_version, document({"path": str(path), "version": new_version, "metrics": challenger_all,
                                  "reference_version": profile.version}), cfg.endpoint_id))
         conn.commit()
     evidence["reference_version"] = profile.version
@@ -145,7 +145,7 @@ def _record(url: str, cfg: EndpointConfig, start: datetime, end: datetime, outco
                 model_version_before = EXCLUDED.model_version_before,
                 model_version_after = EXCLUDED.model_version_after, created_at = now()
             """,
-            (cfg.endpoint_id, start, end, outcome, Jsonb(conf.get("reasons", [])), Jsonb(evidence),
+            (cfg.endpoint_id, start, end, outcome, document(conf.get("reasons", [])), document(evidence),
              conf.get("run_id"), before, after))
         conn.commit()
     return {"outcome": outcome, "model_version_before": before, "model_version_after": after, "evidence": evidence}
