@@ -152,8 +152,23 @@ class FeatureThresholds(_Frozen):
 
     @model_validator(mode="after")
     def _ordered(self) -> FeatureThresholds:
-        if self.possible is not None and self.detected is not None and self.detected < self.possible:
-            raise ValueError("'detected' must be >= 'possible'")
+        """Checked after the metric's defaults fill a tier left unset: `possible: 0.3` alone under hellinger's
+        default `detected` of 0.15 would make every value above 0.15 `drift_detected` and none `possible`."""
+        from monitoring_lib.drift.registry import METRICS
+
+        spec = METRICS.get(self.metric)
+        if spec is None or (self.possible is None and self.detected is None):
+            return self
+        possible = spec.possible if self.possible is None else self.possible
+        detected = spec.detected if self.detected is None else self.detected
+        if (detected < possible) if spec.higher_is_worse else (detected > possible):
+            def said(tier: str, value: float, given: float | None) -> str:
+                return f"'{tier}' {value}" if given is not None else f"{self.metric}'s default '{tier}' {value}"
+            relation = ">=" if spec.higher_is_worse else "<="
+            raise ValueError(
+                f"'detected' must be {relation} 'possible' ({spec.name} {'rises' if spec.higher_is_worse else 'falls'}"
+                f" with drift): {said('possible', possible, self.possible)} against"
+                f" {said('detected', detected, self.detected)}; set both")
         return self
 
     @field_validator("metric")
@@ -235,6 +250,10 @@ class QualityConfig(_Frozen):
     # The built-in check types are answered with vectorised pandas (the results GX gives, ~5x faster);
     # false sends every check through Great Expectations.
     native_checks: bool = True
+
+
+# the push follows the grace period and the computation; Dynatrace refuses points older than an hour
+DYNATRACE_LATEST_GRACE = timedelta(minutes=40)
 
 
 class DynatraceConfig(_Frozen):
@@ -364,6 +383,11 @@ class EndpointConfig(_Frozen):
                 raise ValueError("scale_out.feature_group_size: user applications receive the whole interval's "
                                  "rows, which no single feature-group task holds; remove the applications or "
                                  "the feature groups")
+        if self.dynatrace.enabled and self.schedule.grace_period > DYNATRACE_LATEST_GRACE:
+            raise ValueError(
+                f"schedule.grace_period: {self.schedule.grace_period} is too long while dynatrace.enabled is true;"
+                " Dynatrace accepts data points at most one hour old, lines carry the window end, and the push"
+                f" follows the grace period: keep it at most {DYNATRACE_LATEST_GRACE} or disable dynatrace")
         return self
 
 

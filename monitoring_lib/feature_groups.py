@@ -135,7 +135,7 @@ def summarise_group(
     """Read, summarise and check one group's columns of [start, end); nothing is written."""
     from monitoring_lib.db import connect
     from monitoring_lib.endpoints import current_version
-    from monitoring_lib.frames import normalise_frame
+    from monitoring_lib.frames import categorical_prediction, normalise_frame
     from monitoring_lib.profiles import load_active_profile
     from monitoring_lib.quality.suite import build_expectations
     from monitoring_lib.quality.validate import evaluate_specs
@@ -152,7 +152,8 @@ def summarise_group(
         model_version = current_version(conn, cfg.endpoint_id) or cfg.model.version
         profile = load_active_profile(conn, cfg.endpoint_id, model_version)
     plan = route(cfg, build_expectations(cfg, profile, start, end, now)).groups[group]
-    df, _ = normalise_frame(read_window(url, cfg, start, end, plan.columns), cfg)
+    df, _ = normalise_frame(read_window(url, cfg, start, end, plan.columns), cfg,
+                           categorical_prediction=categorical_prediction(profile))
     summaries: dict[str, ColumnSummary] = {}
     if cfg.drift.enabled and profile is not None and len(df):
         summaries = summarise_frame(df, profile, plan.features, cfg.drift.band_k)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.profile import CategoricalProfile, ReferenceProfile
 
 
 @dataclass(frozen=True)
@@ -90,20 +91,29 @@ def _id_duplicates(ids: pd.Series) -> _Ids:
                 series.duplicated(keep=False).to_numpy() & present)
 
 
-def normalise_frame(df: pd.DataFrame, cfg: EndpointConfig) -> tuple[pd.DataFrame, BadRowReport]:
+def categorical_prediction(profile: ReferenceProfile | None) -> bool:
+    """A classifier's predictions fitted as classes (booleans, class names): they stay categories."""
+    return profile is not None and isinstance(profile.prediction, CategoricalProfile)
+
+
+def normalise_frame(
+    df: pd.DataFrame, cfg: EndpointConfig, *, categorical_prediction: bool = False
+) -> tuple[pd.DataFrame, BadRowReport]:
     """Give numeric columns float64 and the error flag bool, counting what had to be treated as missing.
 
     Rows are never dropped: drift and quality see nulls as nulls, and the counts say how many there were.
+    With `categorical_prediction` the prediction is read as category text, as its profile was fitted:
+    as a number a class name would be a wrong type and a boolean 1.0, matching no fitted class.
     """
     src = cfg.source
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-ids") as pool:
         # hashing the request ids releases the GIL: it runs beside the column conversions
         ids = pool.submit(_id_duplicates, df[src.request_id_column]) if src.request_id_column in df else None
-        return _normalise_columns(df, cfg, ids)
+        return _normalise_columns(df, cfg, ids, categorical_prediction)
 
 
 def _normalise_columns(
-    df: pd.DataFrame, cfg: EndpointConfig, ids: Future[_Ids] | None
+    df: pd.DataFrame, cfg: EndpointConfig, ids: Future[_Ids] | None, categorical_prediction: bool
 ) -> tuple[pd.DataFrame, BadRowReport]:
     src = cfg.source
     out = df.copy(deep=False)
@@ -122,7 +132,7 @@ def _normalise_columns(
         out[src.error_column] = _as_bool(out[src.error_column])
         errored = out[src.error_column].to_numpy(dtype=bool)
 
-    numeric_cols = [*src.numeric_features, src.prediction_column]
+    numeric_cols = [*src.numeric_features, *([] if categorical_prediction else [src.prediction_column])]
     if src.latency_column:
         numeric_cols.append(src.latency_column)
     for col in dict.fromkeys(numeric_cols):
@@ -141,6 +151,10 @@ def _normalise_columns(
         if col in out:
             note(f"null:{col}", out[col].isna().to_numpy())
             out[col] = category_text(out[col])
+    pred = src.prediction_column
+    if categorical_prediction and pred in out and pred not in src.categorical_features:
+        note(f"null:{pred}", out[pred].isna().to_numpy() & ~errored)
+        out[pred] = category_text(out[pred])
     ts = out[src.timestamp_column] if src.timestamp_column in out else None
     if ts is not None:
         out[src.timestamp_column] = pd.to_datetime(ts, utc=True, errors="coerce")

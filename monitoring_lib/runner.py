@@ -33,7 +33,7 @@ from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.endpoints import ensure_endpoint, refresh_endpoint_totals
 from monitoring_lib.errors import MonitoringError, QualityGateFailed
 from monitoring_lib.feature_groups import GroupPartial
-from monitoring_lib.frames import BadRowReport, normalise_frame
+from monitoring_lib.frames import BadRowReport, categorical_prediction, normalise_frame
 from monitoring_lib.operational import bucket_metrics
 from monitoring_lib.profiles import load_active_profile
 from monitoring_lib.source import read_window
@@ -186,7 +186,7 @@ def _compute_in_memory(
         types = _kpi_types(url, cfg)
         raw = read_window(url, cfg, start, end, _with_kpi_columns(cfg, cfg.source.columns(), types))
     with stage("normalise"):
-        df, bad = normalise_frame(raw, cfg)
+        df, bad = normalise_frame(raw, cfg, categorical_prediction=categorical_prediction(profile))
     del raw
     result = _Computed(bad=bad)
     if df.empty:
@@ -267,7 +267,7 @@ def _compute_with_groups(
     with stage("extract"):
         raw = read_window(url, cfg, start, end, _with_kpi_columns(cfg, core_columns(cfg), _kpi_types(url, cfg)))
     with stage("normalise"):
-        df, _ = normalise_frame(raw, cfg)
+        df, _ = normalise_frame(raw, cfg, categorical_prediction=categorical_prediction(profile))
     del raw
     with connect(url) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
