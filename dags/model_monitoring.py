@@ -22,7 +22,7 @@ deterministic run id: re-runs never retrain twice).
 
 Triage: *compute_interval* failed without retry = critical data-quality failure or bad config (see
 `monitoring.data_quality_results`, `mlmon validate-config`); retrying = database unreachable.
-*push_dynatrace* failing never affects stored results; the outbox resends on the next run.
+*push_dynatrace* failing never affects stored results; retries resend lines under an hour old.
 Manual runs: set `window_start`/`window_end` (ISO) or leave empty for the last whole interval.
 """
 SUMMARY_ASSETS = [Asset(name=f"monitoring.{t}", uri=f"mlmon://monitoring/{t}") for t in (

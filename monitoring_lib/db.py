@@ -4,29 +4,36 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from monitoring_lib.errors import DatabaseUnavailableError
 
 DATABASE_URL_ENV = "MLMON_DATABASE_URL"
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)[^@]*@")
+_SHOWN = ("host", "port", "dbname", "user")
 
 
 def redact(url: str) -> str:
-    """A URL fit for logs and error messages: the password is replaced."""
-    return _PASSWORD_IN_URL.sub(r"\1***@", url)
+    """Where a connection string points, fit for logs and error messages: host, port, database and user
+    only, whatever form the string has (URL, key=value, `?password=` parameter), never a secret."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(a connection string that cannot be parsed)"
+    return " ".join(f"{k}={parts[k]}" for k in _SHOWN if parts.get(k)) or "(default connection parameters)"
 
 
 def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 10) -> psycopg.Connection:
     """Open a psycopg connection; an unreachable server becomes one clear DatabaseUnavailableError."""
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
+    except psycopg.ProgrammingError:  # its text may quote a fragment of the string, password included
+        raise DatabaseUnavailableError("cannot connect to database: the connection string cannot be parsed") from None
     except psycopg.OperationalError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailableError(f"cannot connect to database {redact(url)}: {first_line}") from exc

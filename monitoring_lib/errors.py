@@ -36,4 +36,13 @@ class DynatraceError(MonitoringError):
 
 
 class DynatraceUnavailableError(DynatraceError):
-    """Dynatrace did not accept the lines after all retries: transient, retry later."""
+    """Dynatrace did not accept the lines after all retries: transient, retry later.
+
+    `settled` leading lines were answered before the outage (a batch split on 413 whose first part
+    went through), `invalid` maps positions among them to Dynatrace's reasons: they must not be resent.
+    """
+
+    def __init__(self, message: str, *, settled: int = 0, invalid: dict[int, str] | None = None):
+        super().__init__(message)
+        self.settled = settled
+        self.invalid = dict(invalid or {})

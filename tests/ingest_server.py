@@ -137,9 +137,11 @@ class IngestServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def fail_next(self, count: int, status: int, retry_after: int | None = None) -> None:
-        """Answer the next `count` requests with `status` (429 or 5xx), before looking at them."""
+    def fail_next(self, count: int, status: int, retry_after: int | None = None, *, after: int = 0) -> None:
+        """Answer the next `count` requests with `status` (429 or 5xx), before looking at them; with `after`,
+        only once that many more requests were answered as usual (an outage in the middle of a push)."""
         with self._lock:
+            self._script.extend([None] * after)
             self._script.extend(Scripted(status, retry_after) for _ in range(count))
 
     def statuses(self) -> list[int]:
@@ -157,8 +159,8 @@ class IngestServer:
             return 404, _error(404, "Not found"), {}
         if self.token is not None and auth != f"Api-Token {self.token}":
             return 401, _error(401, "Missing authorization parameter." if auth is None else "Token is invalid"), {}
-        if self._script:
-            scripted = self._script.popleft()
+        scripted = self._script.popleft() if self._script else None
+        if scripted is not None:
             headers = {"Retry-After": str(scripted.retry_after)} if scripted.retry_after is not None else {}
             return scripted.status, _error(scripted.status, "scripted failure"), headers
         if not content_type.startswith("text/plain"):

@@ -61,11 +61,17 @@ def test_validate_config_checks_columns_against_the_live_database(config_dir, co
     assert "source.numeric_features: column 'wheel_count' not found in public.inference" in out
 
 
-def test_down_database_gives_one_clear_line(config_dir, monkeypatch, capsys):
+@pytest.mark.parametrize("form", ["postgresql://mlmon:secret-pw@127.0.0.1:{port}/mlmon",
+                                  "host=127.0.0.1 port={port} user=mlmon password=secret-pw dbname=mlmon",
+                                  "postgresql://127.0.0.1:{port}/mlmon?user=mlmon&password=secret-pw",
+                                  "host=127.0.0.1 port={port} password='secret-pw"])
+def test_down_database_gives_one_clear_line(config_dir, monkeypatch, capsys, form):
+    """Whatever form the connection string has (a URL, key=value pairs, a password parameter, a broken
+    quote), the error names where it tried to connect and never the password."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv("MLMON_DATABASE_URL", f"postgresql://mlmon:secret-pw@127.0.0.1:{port}/mlmon")
+    monkeypatch.setenv("MLMON_DATABASE_URL", form.format(port=port))
     code = main(["run-interval", "--endpoint", "claims-test", "--start", WINDOW_START.isoformat(),
                  "--end", WINDOW_END.isoformat()])
     err = capsys.readouterr().err
@@ -107,6 +113,6 @@ def test_unknown_endpoint_and_bad_window(config_dir, db_url, monkeypatch, capsys
 def test_db_upgrade_is_idempotent_from_the_cli(empty_db_url, monkeypatch, capsys):
     monkeypatch.setenv("MLMON_DATABASE_URL", empty_db_url)
     assert main(["db", "upgrade"]) == 0
-    assert "applied 1 migration(s): 0001_initial" in capsys.readouterr().out
+    assert "applied 2 migration(s): 0001_initial, 0002_operational_window_index" in capsys.readouterr().out
     assert main(["db", "upgrade"]) == 0
     assert "applied 0 migration(s)" in capsys.readouterr().out

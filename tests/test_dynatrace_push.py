@@ -17,8 +17,9 @@ from ingest_server import IngestServer, parse_line
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.dynatrace import IngestClient, build_interval_lines, client_from_env, push_pending, stage_lines
+from monitoring_lib.dynatrace.command import push_from_task
 from monitoring_lib.dynatrace.lines import LineBatch
-from monitoring_lib.dynatrace.outbox import pending_lines
+from monitoring_lib.dynatrace.outbox import pending_lines, tidy
 from monitoring_lib.dynatrace.protocol import format_gauge
 from monitoring_lib.errors import DynatraceError, DynatraceUnavailableError
 
@@ -121,6 +122,23 @@ def test_413_splits_the_batch_until_it_fits() -> None:
         assert huge is not None
         single = c.send([huge.line])
         assert single.lines_ok == 0 and "413" in single.invalid[0]
+
+
+def test_an_outage_after_part_of_a_split_batch_went_through_resends_only_the_rest(conn: psycopg.Connection) -> None:
+    """Dynatrace took the first half of a batch split on 413, then went down: those lines are marked sent,
+    so the next push sends only the other half, and no count is ingested twice."""
+    with IngestServer(token=TOKEN, max_bytes=600) as srv:
+        lines = gauge_batch(8)
+        stage(conn, lines)
+        srv.fail_next(3, 503, after=2)  # the whole batch (413), its first half (accepted), then down
+        with IngestClient(srv.url, TOKEN, sleep=no_sleep, max_retries=2) as c:
+            first = push_pending(conn, c, now=NOW)
+        assert first.errors and first.sent == 4 and srv.statuses()[:2] == [413, 202]
+        assert outbox_status(conn) == {"sent": 4, "pending": 4}
+        with IngestClient(srv.url, TOKEN, sleep=no_sleep) as c:
+            second = push_pending(conn, c, now=NOW + timedelta(minutes=5))
+        assert second.sent == 4 and not second.errors
+        assert sorted(srv.accepted) == sorted(m.line for m in lines.lines)  # each line once
 
 
 def test_400_partial_reports_invalid_lines_by_position(server: IngestServer, client: IngestClient) -> None:
@@ -244,6 +262,32 @@ def test_expired_lines_are_counted_and_not_sent(conn: psycopg.Connection, server
     assert outbox_status(conn) == {"expired": 4, "sent": 2}
     reason = conn.execute("SELECT DISTINCT last_error FROM monitoring.dynatrace_outbox WHERE status = 'expired'")
     assert "older than 1:00:00" in reason.fetchone()[0]
+
+
+def test_settled_lines_are_deleted_after_the_retention_and_pending_ones_never(
+        conn: psycopg.Connection, server: IngestServer, client: IngestClient) -> None:
+    """The outbox stays bounded: a week after their time, sent, refused and expired lines go; a push
+    without any Dynatrace configured still expires what can no longer be sent, and tidies the rest."""
+    stage(conn, gauge_batch(3))
+    push_pending(conn, client, now=NOW)
+    stage(conn, gauge_batch(2, timestamp=W_END + timedelta(hours=1)), W_END, W_END + timedelta(hours=1))
+    assert outbox_status(conn) == {"sent": 3, "pending": 2}
+    later = W_END + timedelta(days=7, minutes=1)
+    with conn.transaction():
+        assert tidy(conn, now=later) == 2
+    assert outbox_status(conn) == {"expired": 2}  # the sent lines are past the retention, the expired not yet
+    push_pending(conn, client, now=later + timedelta(hours=1))
+    assert outbox_status(conn) == {}
+    assert len(server.accepted) == 3
+
+
+def test_a_task_without_dynatrace_configured_expires_and_tidies(db_url: str, conn: psycopg.Connection) -> None:
+    stale = datetime.now(timezone.utc) - timedelta(hours=3)
+    stage(conn, gauge_batch(2, timestamp=stale), stale - timedelta(hours=1), stale)
+    stage(conn, gauge_batch(1, timestamp=datetime.now(timezone.utc)))
+    result = push_from_task(db_url, None, "ep-1")
+    assert result["status"] == "not_configured" and result["expired"] == 2
+    assert outbox_status(conn) == {"expired": 2, "pending": 1}
 
 
 def test_future_lines_are_held_back(conn: psycopg.Connection, server: IngestServer,

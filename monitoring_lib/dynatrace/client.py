@@ -61,6 +61,11 @@ class IngestResult:
 def ingest_endpoint(url: str) -> tuple[str, bool]:
     """The URL to POST to and whether it needs a token (the OneAgent local endpoint does not)."""
     base = url.strip().rstrip("/")
+    scheme, sep, rest = base.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest.split("/")[0]:
+        raise DynatraceError(
+            f"the Dynatrace URL {base!r} is not an http(s) URL: use https://<env-id>.live.dynatrace.com"
+            " (or http://localhost:14499/metrics/ingest for a OneAgent)")
     if base.endswith(API_PATH):
         return base, True
     if base.endswith(LOCAL_AGENT_PATH):
@@ -126,7 +131,13 @@ class IngestClient:
             log.info("Dynatrace answered 413 for %d lines; splitting into %d + %d", len(lines), mid,
                      len(lines) - mid)
             for offset, part in ((0, lines[:mid]), (mid, lines[mid:])):
-                sub = self.send(part)
+                try:
+                    sub = self.send(part)
+                except DynatraceUnavailableError as exc:
+                    if not offset + exc.settled:
+                        raise
+                    invalid = {**result.invalid, **{offset + i: r for i, r in exc.invalid.items()}}
+                    raise DynatraceUnavailableError(str(exc), settled=offset + exc.settled, invalid=invalid) from exc
                 result.lines_ok += sub.lines_ok
                 result.requests += sub.requests
                 result.retries += sub.retries
@@ -160,6 +171,8 @@ class IngestClient:
                 reason = f"{type(exc).__name__} talking to {self.endpoint}"
                 if attempt >= self.max_retries:
                     raise DynatraceUnavailableError(self._exhausted(attempt, reason)) from exc
+            except requests.RequestException as exc:  # a URL requests cannot use: no retry will fix it
+                raise DynatraceError(f"cannot send to {self.endpoint}: {type(exc).__name__}") from exc
             else:
                 if response.status_code != 429 and response.status_code < 500:
                     return response

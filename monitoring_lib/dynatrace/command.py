@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
 from monitoring_lib.db import connect
 from monitoring_lib.dynatrace.client import URL_ENV, IngestClient, client_from_env
-from monitoring_lib.dynatrace.outbox import pending_lines, push_pending
+from monitoring_lib.dynatrace.outbox import MAX_AGE, pending_lines, push_pending, tidy
+from monitoring_lib.dynatrace.protocol import to_timestamp_ms
 from monitoring_lib.errors import DynatraceUnavailableError
 
 
@@ -17,9 +19,12 @@ def push_command(url: str, *, dry_run: bool, endpoint_id: str | None, out: TextI
     if dry_run:
         with connect(url) as conn:
             lines = pending_lines(conn, endpoint_id=endpoint_id)
-        for line in lines:
+        oldest = to_timestamp_ms(datetime.now(timezone.utc) - MAX_AGE)
+        fresh = [line for line in lines if line.timestamp_ms >= oldest]
+        for line in fresh:
             out.write(line.line + "\n")
-        out.write(f"# {len(lines)} pending line(s) would be sent; nothing was sent\n")
+        out.write(f"# {len(fresh)} pending line(s) would be sent, {len(lines) - len(fresh)} would expire"
+                  f" (older than {MAX_AGE}: Dynatrace takes no older points); nothing was sent\n")
         return 0
     with client_from_env() as client:
         report = push_pending(lambda: connect(url), client, endpoint_id=endpoint_id)
@@ -33,8 +38,12 @@ def push_command(url: str, *, dry_run: bool, endpoint_id: str | None, out: TextI
 def push_from_task(url: str, client: IngestClient | None, endpoint_id: str) -> dict:
     """Airflow task body: push this endpoint's pending lines; an outage raises so only this task retries."""
     if client is None:
-        return {"status": "not_configured", "detail": f"no dynatrace_default Connection and no {URL_ENV}: "
-                "lines stay in monitoring.dynatrace_outbox until one is configured"}
+        with connect(url) as conn:
+            expired = tidy(conn, endpoint_id=endpoint_id)
+            conn.commit()
+        return {"status": "not_configured", "expired": expired,
+                "detail": f"no dynatrace_default Connection and no {URL_ENV}: lines stay in "
+                "monitoring.dynatrace_outbox while they are under an hour old (Dynatrace takes no older points)"}
     with client:
         report = push_pending(lambda: connect(url), client, endpoint_id=endpoint_id)
     if report.errors:

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH_LINES = 1000
 MAX_BATCH_BYTES = 1_000_000
 MAX_AGE = timedelta(hours=1)
+# how long lines that were sent, refused or expired stay for inspection before they are deleted
+RETENTION = timedelta(days=7)
 FUTURE_TOLERANCE = timedelta(minutes=10)
 
 ConnSource = psycopg.Connection | Callable[[], psycopg.Connection]
@@ -134,6 +136,7 @@ def push_pending(
                 "transaction first (or pass a connection factory)"
             )
         report.expired = _expire(conn, oldest_ms, endpoint_id, now, max_age)
+        _delete_settled(conn, now, endpoint_id)
         conn.commit()
         while True:
             batch = _lock_batch(conn, oldest_ms, newest_ms, endpoint_id, max_lines, max_bytes)
@@ -143,7 +146,11 @@ def push_pending(
             try:
                 result = client.send([line for _, line in batch])
             except DynatraceUnavailableError as exc:
-                _record_failure(conn, [line_id for line_id, _ in batch], str(exc))
+                if exc.settled:  # the part of a split batch Dynatrace took before the outage is never resent
+                    _record_result(conn, batch[:exc.settled], exc.invalid)
+                    report.sent += exc.settled - len(exc.invalid)
+                    report.invalid += len(exc.invalid)
+                _record_failure(conn, [line_id for line_id, _ in batch[exc.settled:]], str(exc))
                 conn.commit()
                 report.errors.append(str(exc))
                 log.warning("Dynatrace push stopped; %d lines stay pending: %s", len(batch), exc)
@@ -187,6 +194,25 @@ def _expire(
         },
     )
     return cur.rowcount
+
+
+def tidy(conn: psycopg.Connection, *, now: datetime | None = None, endpoint_id: str | None = None,
+         max_age: timedelta = MAX_AGE) -> int:
+    """Without a push (Dynatrace not configured): expire the lines too old to send and delete settled ones,
+    so the outbox stays bounded. Returns the lines expired; the caller commits."""
+    now = now or datetime.now(timezone.utc)
+    expired = _expire(conn, to_timestamp_ms(now - max_age), endpoint_id, now, max_age)
+    _delete_settled(conn, now, endpoint_id)
+    return expired
+
+
+def _delete_settled(conn: psycopg.Connection, now: datetime, endpoint_id: str | None) -> int:
+    """Sent, invalid and expired lines older than `RETENTION`: kept for inspection, not forever."""
+    return conn.execute(
+        "DELETE FROM monitoring.dynatrace_outbox WHERE status <> 'pending' AND timestamp_ms < %(before)s"
+        " AND (%(endpoint)s::text IS NULL OR endpoint_id = %(endpoint)s)",
+        {"before": to_timestamp_ms(now - RETENTION), "endpoint": endpoint_id},
+    ).rowcount
 
 
 def _lock_batch(
