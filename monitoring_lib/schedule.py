@@ -1,8 +1,10 @@
 """Which window a run covers: Airflow's data interval, a manual override, or the last whole interval.
 
-Airflow 3 gives manual runs (and cron-string schedules) zero-width data intervals; monitoring a
-zero-width window would silently record `no_data`, so such runs cover the last whole interval that
-ends at or before their logical time instead.
+Windows lie on one grid, `schedule.start_date` + k·`interval`, whoever starts the run. Airflow 3 gives
+manual runs a data interval ending at the moment of the trigger (or a zero-width one for cron-string
+schedules), and without catchup aligns scheduled ones to the epoch: such an interval is replaced by
+the last whole interval of the grid that ends at or before its end, so no two windows overlap and
+none is zero-width (which would silently record `no_data`).
 """
 
 from __future__ import annotations
@@ -32,25 +34,35 @@ def resolve_window(
         if not (override_start and override_end):
             raise ValueError("give both window_start and window_end to override the window")
         start, end = _parse(override_start), _parse(override_end)
-    elif data_interval_start is not None and data_interval_end is not None and data_interval_end > data_interval_start:
-        start, end = data_interval_start, data_interval_end
     else:
-        moment = data_interval_end or data_interval_start or datetime.now(timezone.utc)
-        end = floor_to_interval(moment, interval, anchor)
-        start = end - interval
+        start, end = (None if d is None else standard(d) for d in (data_interval_start, data_interval_end))
+        on_grid = (start is not None and end is not None and end - start == interval
+                   and floor_to_interval(start, interval, anchor) == start)
+        if not on_grid:
+            end = floor_to_interval(end or start or datetime.now(timezone.utc), interval, anchor)
+            start = end - interval
     if end <= start:
         raise ValueError(f"window end {end.isoformat()} must be after its start {start.isoformat()}")
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    return standard(start), standard(end)
+
+
+def standard(moment: datetime) -> datetime:
+    """The same instant as a standard-library datetime in UTC. Airflow passes pendulum datetimes, whose
+    arithmetic with a timedelta after `astimezone(timezone.utc)` returns a naive datetime, which no
+    aware one can be compared with."""
+    utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond,
+                    tzinfo=timezone.utc)
 
 
 def _parse(value: str | datetime) -> datetime:
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return standard(moment)
 
 
 def grace_passed(window_end: datetime, grace: timedelta, now: datetime | None = None) -> bool:
     """Late rows are expected up to `grace` after the window closes; only then is it computed."""
-    return (now or datetime.now(timezone.utc)) >= window_end + grace
+    return standard(now or datetime.now(timezone.utc)) >= standard(window_end) + grace
 
 
 def window_ready(

@@ -174,6 +174,24 @@ def wide_env(tmp_path_factory, seeded_url: str) -> dict[str, str]:
     return env
 
 
+def test_runs_without_window_params_monitor_whole_intervals_of_the_grid(af_env, seeded_url):
+    """As the scheduler and the UI's trigger form start them: no window params, only the data interval
+    Airflow derives from the logical date, as pendulum datetimes. A scheduled run covers its interval;
+    a manual one triggered at 12:17:42 past the period's start covers the last whole hour before it."""
+    manual = START + timedelta(hours=12, minutes=17, seconds=42)
+    specs = [{"dag_id": f"monitor__{ENDPOINT_ID}", "logical_date": hour(10)[1]},
+             {"dag_id": f"monitor__{ENDPOINT_ID}", "logical_date": manual.isoformat()}]
+    out = run_dags(af_env, specs)
+    assert [r["state"] for r in out["results"]] == ["success", "success"]
+    assert [r["tasks"]["compute_interval"] for r in out["results"]] == ["success", "success"]
+    with psycopg.connect(seeded_url) as conn:
+        runs = dict(conn.execute(
+            "SELECT window_start, window_end FROM monitoring.interval_runs WHERE window_start >= %s",
+            (START + timedelta(hours=10),)).fetchall())
+    assert runs == {START + timedelta(hours=10): START + timedelta(hours=11),
+                    START + timedelta(hours=11): START + timedelta(hours=12)}
+
+
 def test_feature_groups_map_over_workers_and_merge_into_the_in_memory_results(wide_env, seeded_url):
     from monitoring_lib.runner import run_interval
     from tests.test_compute_database import assert_same_results

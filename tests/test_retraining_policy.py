@@ -56,3 +56,22 @@ def test_zero_width_airflow_intervals_become_the_last_whole_interval():
     assert (start, end) == (T0, T0 + H)
     assert resolve_window(T0, T0 + H, H, T0) == (T0, T0 + H)
     assert resolve_window(None, None, H, T0, "2026-11-20T05:00:00Z", "2026-11-20T06:00:00Z") == (T0 + 5 * H, T0 + 6 * H)
+
+
+def test_airflow_intervals_as_pendulum_datetimes_and_off_the_grid():
+    """Airflow passes pendulum datetimes (their arithmetic after astimezone used to turn naive and fail the
+    sensor's comparison); a manual run's interval ends at the trigger moment and a daily schedule without
+    catchup is aligned to the epoch: both are replaced by the last whole interval of the start_date grid."""
+    import pendulum
+
+    from monitoring_lib.schedule import grace_passed
+
+    p0 = pendulum.instance(T0).in_timezone("Europe/Paris")
+    start, end = resolve_window(p0, p0 + H, H, T0)
+    assert (start, end) == (T0, T0 + H) and type(start) is datetime and type(end) is datetime
+    assert grace_passed(pendulum.instance(T0 + H), timedelta(minutes=5), now=pendulum.instance(T0 + 2 * H))
+    assert not grace_passed(end, timedelta(minutes=5), now=pendulum.instance(T0 + H))
+    trigger = T0 + 9 * H + timedelta(minutes=17, seconds=42)
+    assert resolve_window(trigger - H, trigger, H, T0) == (T0 + 8 * H, T0 + 9 * H)
+    day, anchor = timedelta(days=1), T0 + 6 * H
+    assert resolve_window(T0 + day, T0 + 2 * day, day, anchor) == (anchor, anchor + day)
