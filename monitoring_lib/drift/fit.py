@@ -55,16 +55,15 @@ def numeric_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     return np.linspace(lo - pad, hi + pad, bins + 1)
 
 
-def inner_range(v: np.ndarray) -> tuple[float, float]:
-    """The span of the inner bins: [min, max] cut at 3 interquartile ranges beyond the quartiles.
+def inner_range(lo: float, hi: float, quantiles: dict[str, float]) -> tuple[float, float]:
+    """The span of the inner bins: [lo, hi] (the column's min and max) cut at 3 interquartile ranges
+    beyond the quartiles, from the column's fitted `quantiles`.
 
     A column whose quartiles coincide (mostly one value) is fenced by its 1st and 99th percentiles
     instead, and one with no spread there either keeps [min, max], so two distinct values never
     share a bin. Values beyond the fences are counted in the outer bins.
     """
-    lo, hi = float(v.min()), float(v.max())
-    q01, q25, q75, q99 = (float(q) for q in np.quantile(v, (0.01, 0.25, 0.75, 0.99)))
-    for a, b in ((q25, q75), (q01, q99)):
+    for a, b in ((quantiles["p25"], quantiles["p75"]), (quantiles["p01"], quantiles["p99"])):
         spread = b - a
         if spread > 0 and math.isfinite(spread):
             return max(lo, a - _FENCE * spread), min(hi, b + _FENCE * spread)
@@ -75,7 +74,9 @@ def fit_numeric(name: str, raw: pd.Series, bins: int) -> NumericProfile:
     v = finite_values(raw)
     if v.size == 0:
         raise SourceError(f"cannot fit a reference for numeric column '{name}': it has no finite values")
-    edges = numeric_edges(*inner_range(v), bins)
+    lo, hi = float(v.min()), float(v.max())
+    quantiles = dict(zip(QUANTILE_KEYS, (float(q) for q in np.quantile(v, QUANTILES)), strict=True))
+    edges = numeric_edges(*inner_range(lo, hi, quantiles), bins)
     mean, std = mean_std(v)
     profile = NumericProfile(
         name=name,
@@ -85,9 +86,9 @@ def fit_numeric(name: str, raw: pd.Series, bins: int) -> NumericProfile:
         null_count=int(len(raw) - v.size),
         mean=mean,
         std=std,
-        min=float(v.min()),
-        max=float(v.max()),
-        quantiles=dict(zip(QUANTILE_KEYS, (float(q) for q in np.quantile(v, QUANTILES)), strict=True)),
+        min=lo,
+        max=hi,
+        quantiles=quantiles,
     )
     _check_finite(profile)
     return profile

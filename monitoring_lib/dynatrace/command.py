@@ -9,8 +9,7 @@ from typing import TextIO
 
 from monitoring_lib.db import connect
 from monitoring_lib.dynatrace.client import URL_ENV, IngestClient, client_from_env
-from monitoring_lib.dynatrace.outbox import MAX_AGE, pending_lines, push_pending, tidy
-from monitoring_lib.dynatrace.protocol import to_timestamp_ms
+from monitoring_lib.dynatrace.outbox import MAX_AGE, oldest_sendable_ms, pending_lines, push_pending, tidy
 from monitoring_lib.errors import DynatraceUnavailableError
 
 
@@ -19,7 +18,7 @@ def push_command(url: str, *, dry_run: bool, endpoint_id: str | None, out: TextI
     if dry_run:
         with connect(url) as conn:
             lines = pending_lines(conn, endpoint_id=endpoint_id)
-        oldest = to_timestamp_ms(datetime.now(timezone.utc) - MAX_AGE)
+        oldest = oldest_sendable_ms(datetime.now(timezone.utc))
         fresh = [line for line in lines if line.timestamp_ms >= oldest]
         for line in fresh:
             out.write(line.line + "\n")

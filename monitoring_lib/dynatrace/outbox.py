@@ -126,7 +126,7 @@ def push_pending(
     `errors` and the lines still pending; a token or endpoint problem (`DynatraceError`) is raised.
     """
     now = now or datetime.now(timezone.utc)
-    oldest_ms = to_timestamp_ms(now - max_age)
+    oldest_ms = oldest_sendable_ms(now, max_age)
     newest_ms = to_timestamp_ms(now + future_tolerance)
     report = PushReport()
     with _connection(conn_source) as conn:
@@ -135,7 +135,7 @@ def push_pending(
                 "push_pending commits after every batch: commit or roll back the connection's open "
                 "transaction first (or pass a connection factory)"
             )
-        report.expired = _expire(conn, oldest_ms, endpoint_id, now, max_age)
+        report.expired = _expire(conn, endpoint_id, now, max_age)
         _delete_settled(conn, now, endpoint_id)
         conn.commit()
         while True:
@@ -181,7 +181,7 @@ def _connection(source: ConnSource) -> AbstractContextManager[psycopg.Connection
 
 
 def _expire(
-    conn: psycopg.Connection, oldest_ms: int, endpoint_id: str | None, now: datetime, max_age: timedelta
+    conn: psycopg.Connection, endpoint_id: str | None, now: datetime, max_age: timedelta
 ) -> int:
     cur = conn.execute(
         "UPDATE monitoring.dynatrace_outbox SET status = 'expired', last_error = %(reason)s"
@@ -189,11 +189,16 @@ def _expire(
         " AND (%(endpoint)s::text IS NULL OR endpoint_id = %(endpoint)s)",
         {
             "reason": f"older than {max_age} at push time {now.isoformat()}; Dynatrace drops such points",
-            "oldest": oldest_ms,
+            "oldest": oldest_sendable_ms(now, max_age),
             "endpoint": endpoint_id,
         },
     )
     return cur.rowcount
+
+
+def oldest_sendable_ms(now: datetime, max_age: timedelta = MAX_AGE) -> int:
+    """The oldest timestamp a line may carry and still be sent: Dynatrace drops older points."""
+    return to_timestamp_ms(now - max_age)
 
 
 def tidy(conn: psycopg.Connection, *, now: datetime | None = None, endpoint_id: str | None = None,
@@ -201,7 +206,7 @@ def tidy(conn: psycopg.Connection, *, now: datetime | None = None, endpoint_id: 
     """Without a push (Dynatrace not configured): expire the lines too old to send and delete settled ones,
     so the outbox stays bounded. Returns the lines expired; the caller commits."""
     now = now or datetime.now(timezone.utc)
-    expired = _expire(conn, to_timestamp_ms(now - max_age), endpoint_id, now, max_age)
+    expired = _expire(conn, endpoint_id, now, max_age)
     _delete_settled(conn, now, endpoint_id)
     return expired
 
