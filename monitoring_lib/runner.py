@@ -140,12 +140,18 @@ def run_interval(
         timings=stage.timings,
         reasons=list(result.drift.reasons) if result.drift else [],
     )
-    if result.dq_state == "failed" and cfg.quality.on_failure == "fail_task":
+    if result.dq_state == "failed":
+        _quality_gate(cfg, start, end, result.failed_critical)
+    return report
+
+
+def _quality_gate(cfg: EndpointConfig, start: datetime, end: datetime, failed_critical: list[str]) -> None:
+    """`on_failure: fail_task` fails the task for a failed window, whether computed now or reused."""
+    if cfg.quality.on_failure == "fail_task":
         raise QualityGateFailed(
             f"{cfg.endpoint_id} [{start.isoformat()}, {end.isoformat()}): critical data-quality checks failed "
-            f"({', '.join(result.failed_critical)}); results are stored in monitoring.data_quality_results"
+            f"({', '.join(failed_critical)}); results are stored in monitoring.data_quality_results"
         )
-    return report
 
 
 @dataclass
@@ -543,6 +549,15 @@ def stored_report(url: str, cfg: EndpointConfig, start: datetime, end: datetime)
     )
 
 
+def _failed_critical(url: str, cfg: EndpointConfig, report: IntervalReport) -> list[str]:
+    with connect(url) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT expectation_id FROM monitoring.data_quality_results WHERE endpoint_id = %s AND window_start = %s"
+            " AND window_end = %s AND NOT success AND severity = 'critical' ORDER BY expectation_id",
+            (cfg.endpoint_id, report.window_start, report.window_end),
+        )]
+
+
 def compute_or_reuse(
     url: str, cfg: EndpointConfig, window: dict[str, str], *, force: bool = False,
     groups: list[dict[str, Any]] | None = None,
@@ -556,6 +571,8 @@ def compute_or_reuse(
     if not force:
         current = stored_report(url, cfg, start, end)
         if current is not None:
+            if current.dq_state == "failed":
+                _quality_gate(cfg, current.window_start, current.window_end, _failed_critical(url, cfg, current))
             return {**current.to_dict(), "reused": True}
     partials = None if groups is None else [GroupPartial.from_json(g) for g in groups if not g.get("reused")]
     return {**run_interval(url, cfg, start, end, groups=partials).to_dict(), "reused": False}

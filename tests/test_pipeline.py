@@ -14,7 +14,7 @@ from monitoring_lib.errors import QualityGateFailed
 from monitoring_lib.performance import recompute_recent
 from monitoring_lib.reference import fit_and_store, read_training_data
 from monitoring_lib.retraining.decisions import decide_and_record
-from monitoring_lib.runner import run_interval
+from monitoring_lib.runner import compute_or_reuse, run_interval
 from tests.test_run_interval import snapshot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +100,13 @@ def test_fail_task_policy_stores_results_then_raises(demo_db, conn):
     stored = conn.execute("SELECT dq_state FROM monitoring.interval_runs").fetchone()
     assert stored == ("failed",)
     assert conn.execute("SELECT count(*) FROM monitoring.data_quality_results WHERE NOT success").fetchone()[0] > 0
+
+    # a retry or re-run of the same window reuses the stored result and still fails the task
+    window = {"start": INCIDENT.isoformat(), "end": (INCIDENT + timedelta(hours=1)).isoformat()}
+    with pytest.raises(QualityGateFailed, match="unique:request_id"):
+        compute_or_reuse(demo_db, cfg, window)
+    lenient = demo_config(quality={"on_failure": "skip_drift"})
+    assert compute_or_reuse(demo_db, lenient, window)["reused"] is True
 
 
 def test_performance_fills_in_as_labels_land(demo_db, conn):

@@ -17,7 +17,7 @@ from monitoring_lib.config import EndpointConfig, load_endpoint_config
 from monitoring_lib.drift.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.errors import ConfigError
 from monitoring_lib.quality import build_expectations, run_quality, write_quality_results
-from monitoring_lib.quality.suite import FLOAT_MAX, not_null_mostly
+from monitoring_lib.quality.suite import not_null_mostly
 
 START = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
 END = START + timedelta(hours=1)
@@ -125,7 +125,7 @@ def test_suite_has_every_check_with_unique_ids_and_reference_thresholds(cfg: End
         "not_null:request_id", "unique:request_id", "not_null:timestamp", "in_window:timestamp",
         "not_future:timestamp", "not_null:claimed_amount", "not_null:age", "not_null:region",
         "range:claimed_amount", "range:age", "range:prediction", "in_set:region",
-        "not_null:prediction", "finite:prediction", "non_negative:latency_ms",
+        "not_null:prediction", "non_negative:latency_ms",
         "extra[0]:expect_column_mean_to_be_between:claimed_amount",
     }  # fmt: skip
     # mostly = 1 - max(3 * rate, rate + 0.01): 0.99 with no reference nulls, 0.94 for age's 2 %.
@@ -139,8 +139,7 @@ def test_suite_has_every_check_with_unique_ids_and_reference_thresholds(cfg: End
     assert specs["in_set:region"].kwargs["value_set"] == list(REGIONS)
     # a finished window is bounded by its end, so re-running it later builds the same expectation
     assert specs["not_future:timestamp"].kwargs["max_value"] == END + timedelta(minutes=10)
-    assert specs["finite:prediction"].kwargs == {"column": "prediction", "min_value": -FLOAT_MAX,
-                                                 "max_value": FLOAT_MAX}
+    assert specs["not_null:prediction"].kwargs["row_condition"] == "`error` != True"
     severities = {i: s.severity for i, s in specs.items()}
     assert severities["not_null:age"] == severities["range:age"] == severities["in_set:region"] == "warning"
     assert severities["non_negative:latency_ms"] == "warning"
@@ -157,7 +156,7 @@ def test_not_null_mostly_formula() -> None:
 def test_without_profile_reference_checks_are_left_out(cfg: EndpointConfig) -> None:
     ids = {s.id for s in build_expectations(cfg, None, START, END, NOW)}
     assert not any(i.startswith(("range:", "in_set:")) for i in ids)
-    assert {"columns_exist", "not_null:age", "finite:prediction"} <= ids
+    assert {"columns_exist", "not_null:age", "not_null:prediction"} <= ids
 
 
 def test_extra_expectation_accepts_camel_case() -> None:
@@ -184,7 +183,7 @@ def test_invalid_extra_expectation_kwargs_are_a_config_error_naming_the_field() 
 def test_clean_interval_passes_every_check(clean_outcome) -> None:
     assert clean_outcome.state == "passed", clean_outcome.summary()
     assert failed_ids(clean_outcome) == set()
-    assert len(clean_outcome.results) == 24
+    assert len(clean_outcome.results) == 23
     assert clean_outcome.failed_rows == 0
     assert clean_outcome.row_count == N
     assert clean_outcome.result("row_count").observed_value == N
@@ -244,7 +243,6 @@ SEEDED = [
     ("timestamp outside window", _outside_window, {"in_window:timestamp"}, "failed"),
     ("too few rows", lambda df: df.head(5), {"row_count"}, "failed"),
     ("NaN prediction on a served row", _set("prediction", [4], np.nan), {"not_null:prediction"}, "failed"),
-    ("infinite prediction", _set("prediction", [4], np.inf), {"finite:prediction"}, "failed"),
     ("negative latency", _set("latency_ms", [2], -3.0), {"non_negative:latency_ms"}, "warning"),
 ]  # fmt: skip
 
@@ -312,9 +310,9 @@ def test_failed_rows_counts_distinct_rows(cfg: EndpointConfig, clean_outcome) ->
     df = clean_frame()
     df.loc[0:19, "claimed_amount"] = 10_000.0  # 20 rows out of range (10 %)
     df.loc[0:4, "latency_ms"] = -1.0  # 5 of the same rows also have a negative latency
-    df.loc[50, "prediction"] = np.inf  # one more row
+    df.loc[50, "prediction"] = np.nan  # one more row
     outcome = run_quality(df, cfg, PROFILE, START, END, now=NOW)
-    assert failed_ids(outcome) == {"range:claimed_amount", "non_negative:latency_ms", "finite:prediction"}
+    assert failed_ids(outcome) == {"range:claimed_amount", "non_negative:latency_ms", "not_null:prediction"}
     assert sum(r.unexpected_count for r in outcome.failed_results) == 26
     assert outcome.failed_rows == 21
 
@@ -379,12 +377,12 @@ def test_results_are_written_and_rewriting_the_window_replaces_them(
     conn.commit()
     stored = _stored(conn)
     assert set(stored) == {r.expectation_id for r in rerun.results}
-    assert len(stored) == len(rerun.results) == 23
+    assert len(stored) == len(rerun.results) == 22
     success, severity, unexpected, observed, details, _ = stored["non_negative:latency_ms"]
     assert (success, severity, unexpected) == (False, "warning", 1)
     assert details["partial_unexpected_list"] == [-3.0]
     count = conn.execute("SELECT count(*) FROM monitoring.data_quality_results").fetchone()[0]
-    assert count == 23
+    assert count == 22
 
 
 def test_other_windows_are_left_alone(conn: psycopg.Connection, clean_outcome) -> None:

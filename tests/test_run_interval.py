@@ -98,7 +98,7 @@ def test_bad_rows_are_counted_not_fatal(conn, db_url):
         ("nul", t, None, None, None, 2.0, None, None),                  # nulls everywhere
     ])
     conn.commit()
-    report = run_interval(db_url, make_config(), WINDOW_START, WINDOW_END)
+    report = run_interval(db_url, make_config(quality={"enabled": True}), WINDOW_START, WINDOW_END)
     assert report.rows == 103
     assert report.bad_rows == 3
     details = conn.execute("SELECT bad_row_details FROM monitoring.interval_runs").fetchone()[0]
@@ -107,6 +107,10 @@ def test_bad_rows_are_counted_not_fatal(conn, db_url):
     assert details["non_finite:prediction"] == 1
     assert details["null:claimed_amount"] == 2  # the NaN row and the null row
     assert details["null:region"] == 1
+    # the -Infinity prediction is a missing prediction to the critical check, as NaN and NULL are
+    failed = conn.execute("SELECT unexpected_count FROM monitoring.data_quality_results"
+                          " WHERE expectation_id = 'not_null:prediction' AND NOT success").fetchone()
+    assert failed == (1,)
 
 
 def test_wrong_types_in_a_text_column_are_counted(conn, db_url):

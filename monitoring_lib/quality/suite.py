@@ -212,13 +212,11 @@ def build_expectations(
                 col, "warning")
 
     # Predictions: a row flagged as an error legitimately has none; every other row must have one.
+    # ±Infinity and NaN are missing numbers (as for features), so this check also fails for them.
     pred_kwargs: dict[str, Any] = {"column": pred}
     if src.error_column:
         pred_kwargs |= {"row_condition": f"`{src.error_column}` != True", "condition_parser": "pandas"}
     add(f"not_null:{pred}", "ExpectColumnValuesToNotBeNull", pred_kwargs, pred, "critical")
-    if pred_numeric:
-        add(f"finite:{pred}", "ExpectColumnValuesToBeBetween",
-            {"column": pred, "min_value": -FLOAT_MAX, "max_value": FLOAT_MAX}, pred, "critical")
 
     if src.latency_column:
         lat = src.latency_column
