@@ -17,7 +17,7 @@ from monitoring_lib.errors import ConfigError
 DOC = """### Monitoring of `{e}` ({p}, model `{m}`)
 Every {i}: wait for the window's late rows, then **compute_interval** (extract, GX quality, drift, summaries,
 Dynatrace outbox, in one transaction; split models first map **summarise_group** over feature groups),
-**push_dynatrace**, **model_performance** (late labels), **decide_retraining** → **trigger_retraining** (`{t}`,
+**model_performance** (late labels), **push_dynatrace**, **decide_retraining** → **trigger_retraining** (`{t}`,
 deterministic run id: re-runs never retrain twice).
 
 Triage: *compute_interval* failed without retry = critical data-quality failure or bad config (see
@@ -63,8 +63,9 @@ def build(cfg):  # noqa: ANN001, ANN201
                 return compute_or_reuse(database_url(), cfg, window, force=params["force_recompute"],
                                         groups=None if groups is None else list(groups))
 
-        @task(retries=6, retry_delay=timedelta(minutes=1))
-        def push_dynatrace(report: dict) -> dict:
+        # after model_performance, whose lines it sends too, and whatever the other tasks' outcome
+        @task(retries=6, retry_delay=timedelta(minutes=1), trigger_rule="all_done")
+        def push_dynatrace() -> dict:
             from mlmon_airflow import database_url, dynatrace_client, task_errors
             from monitoring_lib.dynatrace.command import push_from_task
             with task_errors():
@@ -75,7 +76,7 @@ def build(cfg):  # noqa: ANN001, ANN201
             from mlmon_airflow import database_url, task_errors
             from monitoring_lib.performance import recompute_recent
             with task_errors():
-                return recompute_recent(database_url(), cfg, report["window_end"])
+                return recompute_recent(database_url(), cfg, report["window_end"], report["window_start"])
 
         @task.short_circuit
         def decide_retraining(report: dict):  # noqa: ANN202 - the trigger's conf, or False
@@ -92,8 +93,7 @@ def build(cfg):  # noqa: ANN001, ANN201
         window, n = wait_for_data(), len(cfg.feature_groups())
         groups = summarise_group.partial(window=window).expand(group=list(range(n))) if n else None
         report = compute_interval(window, groups)
-        push_dynatrace(report)
-        model_performance(report)
+        [report, model_performance(report)] >> push_dynatrace()
         decide_retraining(report) >> trigger
 
     return monitor()

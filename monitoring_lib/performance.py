@@ -33,21 +33,43 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
+def is_score(pred: np.ndarray) -> bool:
+    """Whether classifier outputs are probabilities (mostly fractional) rather than class ids (whole numbers).
+
+    Decided by the majority, so one corrupt value does not flip how the whole window is read.
+    """
+    return bool(len(pred)) and float(np.mean(pred != np.floor(pred))) > 0.5
+
+
+def usable(task: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The rows performance metrics can use: finite numbers, and for a classifier whole-number labels
+    and predictions that are class ids or scores in [0, 1]. The rest are counted, never fatal."""
+    ok = np.isfinite(y) & np.isfinite(pred)
+    if task == "regression":
+        return ok
+    ok &= y == np.floor(np.where(ok, y, 0))
+    if is_score(pred[ok]):
+        return ok & (pred >= 0) & (pred <= 1)
+    return ok & (pred == np.floor(np.where(ok, pred, 0)))
+
+
 def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Metrics of class ids or of scores (thresholded at 0.5, plus ROC AUC); rows as `usable` keeps them."""
     from sklearn import metrics
 
     scores = pred.astype(float)
-    is_score = np.all((scores >= 0) & (scores <= 1)) and not np.all(np.isin(scores, (0.0, 1.0)))
-    labels = (scores >= 0.5).astype(int) if is_score else pred
+    score = is_score(scores)
+    labels = (scores >= 0.5).astype(int) if score else scores.astype(int)
+    y = y.astype(int)
     binary = len(np.unique(y)) <= 2
-    avg = "binary" if binary else "macro"
+    avg = "binary" if binary and set(np.unique(np.concatenate([y, labels]))) <= {0, 1} else "macro"
     out = {
         "accuracy": float(metrics.accuracy_score(y, labels)),
         "precision": float(metrics.precision_score(y, labels, average=avg, zero_division=0)),
         "recall": float(metrics.recall_score(y, labels, average=avg, zero_division=0)),
         "f1": float(metrics.f1_score(y, labels, average=avg, zero_division=0)),
     }
-    if is_score and binary and len(np.unique(y)) == 2:
+    if score and binary and len(np.unique(y)) == 2:
         out["roc_auc"] = float(metrics.roc_auc_score(y, scores))
     return out
 
@@ -62,12 +84,25 @@ def _segments(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, pd.DataF
     return out
 
 
+UNUSABLE = "unusable_rows"
+
+
+def _labelled_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    return df.dropna(subset=["prediction", "label"])
+
+
 def window_rows(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, str, float, int]]:
-    """(segment, metric, value, label_count) for one window's labelled predictions."""
-    rows = []
+    """(segment, metric, value, label_count) for one window's labelled predictions.
+
+    Rows `usable` rejects (an infinite prediction, a score outside [0, 1]) leave the metrics, which the
+    rest still give; segment 'all' stores their count as metric `unusable_rows`, its label_count the rows used.
+    """
     compute = regression_metrics if cfg.model.task == "regression" else classification_metrics
-    for segment, part in _segments(df, cfg):
-        part = part.dropna(subset=["prediction", "label"])
+    pairs = _labelled_pairs(df)
+    keep = usable(cfg.model.task, pairs["label"].to_numpy(dtype=float), pairs["prediction"].to_numpy(dtype=float))
+    used = pairs[keep]
+    rows = [("all", UNUSABLE, float(len(pairs) - len(used)), len(used))]
+    for segment, part in _segments(used, cfg):
         if part.empty:
             continue
         y = part["label"].to_numpy(dtype=float)
@@ -118,12 +153,19 @@ def _labelled(
     return pd.DataFrame(rows, columns=["ts", "prediction", "label", "bucket_value"])
 
 
-def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime) -> dict:
-    """Recompute performance for the windows within `labels.lookback` whose label counts changed."""
+def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime,
+                     window_start: str | datetime | None = None) -> dict:
+    """Recompute performance for the windows within `labels.lookback` whose label counts changed.
+
+    Then queue the newest labelled window's metrics for Dynatrace under the run's window
+    [`window_start`, `window_end`) (default: the interval ending at `window_end`).
+    """
     if cfg.labels is None:
         return {"windows": 0, "reason": "no label source configured"}
     end = datetime.fromisoformat(window_end) if isinstance(window_end, str) else window_end
     interval = cfg.schedule.interval
+    start = (end - interval if window_start is None
+             else datetime.fromisoformat(window_start) if isinstance(window_start, str) else window_start)
     updated = []
     since = end - max(cfg.labels.lookback, interval)
     with connect(url) as conn:
@@ -132,15 +174,16 @@ def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime) 
             " AND status = 'ok' AND window_end <= %s AND window_end > %s ORDER BY window_start",
             (cfg.endpoint_id, end, since),
         ).fetchall()
+        # rows used plus rows unusable: every labelled row the window had when it was last computed
         stored = dict(((r[0], r[1]), r[2]) for r in conn.execute(
-            "SELECT window_start, window_end, label_count FROM monitoring.model_performance"
+            "SELECT window_start, window_end, label_count + value::bigint FROM monitoring.model_performance"
             " WHERE endpoint_id = %s AND segment = 'all' AND metric = %s AND window_end > %s",
-            (cfg.endpoint_id, "mae" if cfg.model.task == "regression" else "accuracy", since),
+            (cfg.endpoint_id, UNUSABLE, since),
         ).fetchall())
         types = _column_types(conn, cfg) if spans else {}
         for start_w, end_w in spans:
             df = _labelled(conn, cfg, types, start_w, end_w)
-            labelled = int(df.dropna(subset=["prediction", "label"]).shape[0])
+            labelled = len(_labelled_pairs(df))
             if labelled == 0 or stored.get((start_w, end_w)) == labelled:
                 continue
             with conn.transaction():
@@ -148,4 +191,19 @@ def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime) 
                                ["segment", "metric", "value", "label_count"], ["segment", "metric"],
                                window_rows(df, cfg))
             updated.append(end_w.isoformat())
-    return {"windows": len(updated), "updated": updated}
+        lines = _stage_dynatrace(conn, cfg, start, end, since)
+    return {"windows": len(updated), "updated": updated, "dynatrace_lines": lines}
+
+
+def _stage_dynatrace(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime,
+                     since: datetime) -> int:
+    if not cfg.dynatrace.enabled:
+        return 0
+    from monitoring_lib.dynatrace.lines import build_performance_lines, performance_key_prefix
+    from monitoring_lib.dynatrace.outbox import stage_lines
+
+    with conn.transaction():
+        current = conn.execute("SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s",
+                               (cfg.endpoint_id,)).fetchone()
+        batch = build_performance_lines(conn, cfg, end, since, current[0] if current else cfg.model.version)
+        return stage_lines(conn, cfg.endpoint_id, start, end, batch, family=(performance_key_prefix(cfg), True))

@@ -497,11 +497,12 @@ def _stage_dynatrace(conn: psycopg.Connection, cfg: EndpointConfig, start: datet
     """Queue this window's Dynatrace lines in the same transaction as its summaries (the outbox)."""
     if not cfg.dynatrace.enabled:
         return 0
-    from monitoring_lib.dynatrace.lines import build_interval_lines
+    from monitoring_lib.dynatrace.lines import build_interval_lines, performance_key_prefix
     from monitoring_lib.dynatrace.outbox import stage_lines
 
     batch = build_interval_lines(conn, cfg, start, end, model_version)
-    return stage_lines(conn, cfg.endpoint_id, start, end, batch)
+    # the performance series of this window are staged by the performance task: leave them
+    return stage_lines(conn, cfg.endpoint_id, start, end, batch, family=(performance_key_prefix(cfg), False))
 
 
 def windows(start: datetime, end: datetime, interval: timedelta) -> list[tuple[datetime, datetime]]:

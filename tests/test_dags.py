@@ -85,7 +85,8 @@ def test_dagbag_has_no_import_errors_and_every_dag_is_documented(af_env):
         "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()},"
         " 'dags': {d.dag_id: {'tags': sorted(d.tags), 'doc': bool(d.doc_md),"
         " 'retries': [t.retries for t in d.tasks], 'max_active_runs': d.max_active_runs,"
-        " 'timetable': type(d.timetable).__name__} for d in b.dags.values()}}))"
+        " 'timetable': type(d.timetable).__name__, 'push': [sorted(t.upstream_task_ids), getattr(t.trigger_rule, 'value', t.trigger_rule)]"
+        " if (t := d.task_dict.get('push_dynatrace')) else None} for d in b.dags.values()}}))"
     )
     done = subprocess.run([sys.executable, "-c", code], env=af_env, capture_output=True, text=True, check=True)
     bag = json.loads(done.stdout.strip().splitlines()[-1])
@@ -98,6 +99,8 @@ def test_dagbag_has_no_import_errors_and_every_dag_is_documented(af_env):
     monitor = bag["dags"][f"monitor__{ENDPOINT_ID}"]
     assert monitor["max_active_runs"] == 1
     assert monitor["timetable"] == "DeltaDataIntervalTimetable"
+    # the push sends what model_performance queued, and runs whatever the other tasks' outcome
+    assert monitor["push"] == [["compute_interval", "model_performance"], "all_done"]
 
 
 def test_monitoring_runs_retrain_once_and_never_on_bad_data(af_env, seeded_url):
@@ -105,6 +108,10 @@ def test_monitoring_runs_retrain_once_and_never_on_bad_data(af_env, seeded_url):
     specs = [monitor_spec(empty)] + [monitor_spec(hour(i)) for i in range(10)]
     out = run_dags(af_env, specs)
     assert [r["state"] for r in out["results"]] == ["success"] * len(specs)
+    # labels land an hour or more later: the runs that see them queue performance lines, which
+    # push_dynatrace (after model_performance) handles in the same run
+    assert all(r["tasks"]["push_dynatrace"] == "success" for r in out["results"])
+    assert any(r["xcom"]["model_performance"]["dynatrace_lines"] > 0 for r in out["results"])
 
     with psycopg.connect(seeded_url) as conn:
         runs = {r[0]: r[1:] for r in conn.execute(

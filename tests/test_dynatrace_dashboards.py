@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from monitoring_lib.config import EndpointConfig
-from monitoring_lib.dynatrace.lines import METRIC_TABLE, build_interval_lines
+from monitoring_lib.dynatrace.lines import METRIC_TABLE, build_interval_lines, build_performance_lines
 from tests.test_dynatrace_push import make_cfg
 
 DASH_DIR = Path(__file__).resolve().parent.parent / "dashboards" / "dynatrace"
@@ -171,9 +171,10 @@ def pushed(conn: psycopg.Connection) -> dict[str, list[tuple[dict[str, str], flo
     start = end - timedelta(hours=1)
     _fill(conn, start, end)
     conn.commit()
-    batch = build_interval_lines(conn, _cfg(), start, end, "3")
+    lines = [*build_interval_lines(conn, _cfg(), start, end, "3").lines,
+             *build_performance_lines(conn, _cfg(), end, start, "3").lines]
     emitted: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for line in batch.lines:
+    for line in lines:
         value = float(line.payload.split(",")[1].removeprefix("delta="))
         emitted.setdefault(line.key, []).append((dict(line.dimensions), value))
     return emitted

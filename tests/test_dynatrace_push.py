@@ -18,7 +18,7 @@ from ingest_server import IngestServer, parse_line
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.dynatrace import IngestClient, build_interval_lines, client_from_env, push_pending, stage_lines
 from monitoring_lib.dynatrace.command import push_from_task
-from monitoring_lib.dynatrace.lines import LineBatch
+from monitoring_lib.dynatrace.lines import LineBatch, build_performance_lines, performance_key_prefix
 from monitoring_lib.dynatrace.outbox import pending_lines, tidy
 from monitoring_lib.dynatrace.protocol import format_gauge
 from monitoring_lib.errors import DynatraceError, DynatraceUnavailableError
@@ -446,10 +446,38 @@ def test_build_interval_lines_reads_every_summary_table(conn: psycopg.Connection
         ("mlmon.predictions.per_second", None): ("gauge", 400 / 3600),
         ("mlmon.latency.avg", None): ("gauge", 17.5),  # (10*100 + 20*300) / 400
         ("mlmon.latency.p95", None): ("gauge", 50.0),
-        ("mlmon.performance.rmse", None): ("gauge", 3.5),
-        ("mlmon.performance.r2_score", None): ("gauge", 0.8),
-    }
+    }  # the window's performance rows leave with the performance task's lines, not these
     assert len({m.series_key for m in batch.lines}) == len(batch.lines)
+
+
+def test_performance_lines_carry_the_latest_labelled_window_stamped_now(conn: psycopg.Connection) -> None:
+    _fill_summary(conn)  # performance of [11:00, 12:00): rmse 3.5, 'r2 score' 0.8, segment 'high' ignored
+    older = (W_START - timedelta(hours=1), W_START)
+    conn.execute("INSERT INTO monitoring.model_performance (endpoint_id, window_start, window_end, segment, metric,"
+                 " value, label_count) VALUES ('ep-1', %s, %s, 'all', 'rmse', 9.9, 10)", older)
+    conn.execute("INSERT INTO monitoring.interval_runs (endpoint_id, window_start, window_end, status, model_version,"
+                 " library_version, started_at, finished_at, duration_s) VALUES ('ep-1', %s, %s, 'ok', '2', 'x',"
+                 " now(), now(), 0)", (W_START, W_END))
+    run_end = W_END + timedelta(hours=5)  # labels land hours later: stamped with the run, not the window
+    batch = build_performance_lines(conn, make_cfg(), run_end, W_START - timedelta(days=1), "3")
+    parsed = [parse_line(m.line) for m in batch.lines]
+    assert {(p.key, p.value) for p in parsed} == {("mlmon.performance.rmse", 3.5),
+                                                 ("mlmon.performance.r2_score", 0.8)}
+    assert {p.timestamp_ms for p in parsed} == {int(run_end.timestamp() * 1000)}
+    assert {p.dimensions["model_version"] for p in parsed} == {"2"}  # the version that served the window
+    # beyond the horizon, or a config without the metric: nothing
+    assert build_performance_lines(conn, make_cfg(), run_end, W_END, "3").lines == ()
+    assert build_performance_lines(conn, make_cfg(metrics=["general_drift"]), run_end, W_START, "3").lines == ()
+
+    # both families of one window are staged apart: re-staging either leaves the other's pending lines
+    prefix = performance_key_prefix(make_cfg())
+    interval = build_interval_lines(conn, make_cfg(), W_START, W_END, "3")
+    own = build_performance_lines(conn, make_cfg(), W_END, W_START, "3")
+    assert stage_lines(conn, "ep-1", W_START, W_END, own, family=(prefix, True)) == 2
+    assert stage_lines(conn, "ep-1", W_START, W_END, interval, family=(prefix, False)) == len(interval)
+    assert stage_lines(conn, "ep-1", W_START, W_END, interval, family=(prefix, False)) == len(interval)
+    conn.commit()
+    assert outbox_status(conn) == {"pending": len(interval) + 2}
 
 
 def test_build_interval_lines_emits_only_configured_metrics(conn: psycopg.Connection) -> None:
@@ -528,7 +556,7 @@ def test_unusable_rows_are_skipped_not_fatal_and_disabled_config_pushes_nothing(
         " VALUES ('ep-1', %s, %s, 'all', '***', 1.0), ('ep-1', %s, %s, 'all', 'mae', 'Infinity')",
         (W_START, W_END, W_START, W_END),
     )
-    batch = build_interval_lines(conn, make_cfg(), W_START, W_END, "3")
-    assert batch.skipped == 3  # kld_mean NaN, mae infinite, '***' has no usable key
+    batch = build_performance_lines(conn, make_cfg(), W_END, W_START, "3")
+    assert batch.skipped == 2  # mae infinite, '***' has no usable key
     assert ("mlmon.performance.rmse", None) in _values(batch)
     assert build_interval_lines(conn, make_cfg(enabled=False), W_START, W_END, "3").lines == ()

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from monitoring_lib.errors import SourceError
-from monitoring_lib.performance import classification_metrics, recompute_recent, regression_metrics
+from monitoring_lib.performance import classification_metrics, recompute_recent, regression_metrics, usable
 from monitoring_lib.runner import run_interval
 from monitoring_lib.validation import check_columns
 from tests.sources import WINDOW_END, WINDOW_START, make_config
@@ -60,7 +60,7 @@ def test_boolean_labels_score_a_classifier(conn, db_url):
     assert recompute_recent(db_url, cfg, WINDOW_END)["windows"] == 1
     expected = classification_metrics(truth.astype(float), scores)
     stored = _stored(conn)
-    assert set(stored) == {("all", m) for m in expected}
+    assert set(stored) == {("all", m) for m in expected} | {("all", "unusable_rows")}
     for metric, value in expected.items():
         assert stored[("all", metric)] == (pytest.approx(value), 200)
 
@@ -85,19 +85,53 @@ def test_numeric_predictions_beyond_float_max_do_not_fail_the_recompute(conn, db
     low[0] = False
     assert stored[("0-100", "mae")] == (pytest.approx(regression_metrics(truth[low], pred[low])["mae"]), 49)
 
-    # r0's label lands, and its prediction is beyond float8's range: read as +Infinity, so the error
-    # metrics of the windows and of its bucket have no finite value
+    # r0's label lands, and its prediction is beyond float8's range: read as +Infinity, it is counted as
+    # unusable and the metrics come from the other rows, as before it landed
     conn.execute("UPDATE public.inference SET prediction = '1e400' WHERE request_id = 'r0'")
     conn.execute("INSERT INTO public.labels VALUES ('r0', %s)", (f"{truth[0]:.2f}",))
     conn.commit()
     assert recompute_recent(db_url, cfg, WINDOW_END)["windows"] == 1
     stored = _stored(conn)
-    assert stored[("all", "mae")] == (None, 120)
-    assert stored[("all", "rmse")] == (None, 120)
-    assert stored[("0-100", "mae")] == (None, 50)
+    assert stored[("all", "unusable_rows")] == (1.0, 119)
+    for metric, value in regression_metrics(truth[1:], pred[1:]).items():
+        assert stored[("all", metric)] == (pytest.approx(value), 119)
+    assert stored[("0-100", "mae")] == (pytest.approx(regression_metrics(truth[low], pred[low])["mae"]), 49)
     high = amounts >= 100
     assert stored[("100-1000", "mae")] == (
         pytest.approx(regression_metrics(truth[high], pred[high])["mae"]), int(high.sum()))
+    # nothing changed since: the window is not recomputed
+    assert recompute_recent(db_url, cfg, WINDOW_END)["windows"] == 0
+
+
+def test_scores_outside_zero_one_and_fractional_labels_are_counted_not_fatal(conn, db_url):
+    """One score of 1.7, one of -0.2 and a label of 0.5 used to make scikit-learn raise (the window was
+    read as class ids) and stop every later window's recompute."""
+    rng = np.random.default_rng(5)
+    scores = rng.uniform(0, 1, 100).round(3)
+    truth = (rng.uniform(0, 1, 100) < scores).astype(float)
+    scores[10], scores[11], truth[12] = 1.7, -0.2, 0.5
+    rows = [(f"r{i}", float(p), float(t), 100.0) for i, (p, t) in enumerate(zip(scores, truth, strict=True))]
+    _tables(conn, "float8", "float8", rows)
+    cfg = _config("classification")
+    run_interval(db_url, cfg, WINDOW_START, WINDOW_END)
+    assert recompute_recent(db_url, cfg, WINDOW_END)["windows"] == 1
+    keep = np.ones(100, dtype=bool)
+    keep[[10, 11, 12]] = False
+    stored = _stored(conn)
+    assert stored[("all", "unusable_rows")] == (3.0, 97)
+    expected = classification_metrics(truth[keep], scores[keep])
+    assert "roc_auc" in expected
+    for metric, value in expected.items():
+        assert stored[("all", metric)] == (pytest.approx(value), 97)
+
+
+def test_class_id_predictions_keep_their_reading_despite_one_fractional_value():
+    y = np.array([0, 1, 1, 0, 1, 2, 2, 0], dtype=float)
+    pred = np.array([0, 1, 0, 0, 1, 2, 1, 0.4])
+    keep = usable("classification", y, pred)
+    assert keep.tolist() == [True] * 7 + [False]
+    metrics = classification_metrics(y[keep], pred[keep])
+    assert metrics["accuracy"] == pytest.approx(5 / 7) and "roc_auc" not in metrics
 
 
 def test_boolean_columns_a_sql_source_and_a_label_table_sharing_column_names(conn, db_url):
@@ -168,3 +202,41 @@ def test_a_text_prediction_with_labels_is_a_validation_problem(conn):
     cfg = _config("regression")
     assert check_columns(conn, cfg) == [f"{cfg.source_file}: source.prediction_column: column 'prediction' is text,"
                                         " expected a numeric or boolean type with labels"]
+
+
+def test_performance_reaches_dynatrace_hours_after_its_window(conn, db_url):
+    """A window's own lines leave before its labels land; the run that sees the labels sends the
+    metrics stamped with its own window end, and a re-run of that interval does not drop them."""
+    from ingest_server import IngestServer, parse_line
+
+    from monitoring_lib.dynatrace import IngestClient, push_pending
+    from tests.sources import clean_rows, create_inference_table, insert_rows
+
+    create_inference_table(conn)
+    first, later = clean_rows(200), clean_rows(50, start=WINDOW_END, seed=1, prefix="s")
+    insert_rows(conn, first + later)
+    conn.execute("CREATE TABLE public.labels (request_id text, label float8)")
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO public.labels VALUES (%s, %s)",
+                        [(r[0], r[2] * 0.75) for r in first if r[5] is not None])
+    conn.commit()
+    cfg = make_config(labels={"table": "public.labels"}, dynatrace={"enabled": True})
+    run_end = WINDOW_END + timedelta(hours=1)
+    run_interval(db_url, cfg, WINDOW_START, WINDOW_END)
+    run_interval(db_url, cfg, WINDOW_END, run_end)
+    result = recompute_recent(db_url, cfg, run_end, WINDOW_END)
+    assert result["windows"] == 1 and result["dynatrace_lines"] == 5  # mae, rmse, mape, r2, unusable_rows
+    run_interval(db_url, cfg, WINDOW_END, run_end)  # a re-run of the interval keeps them queued
+
+    token = "dt0c01.TESTPUBLIC.secret"
+    with IngestServer(token=token) as server, IngestClient(server.url, token) as client:
+        report = push_pending(conn, client, now=run_end + timedelta(minutes=20))
+        assert report.ok and report.expired > 0  # the first window's own lines are over an hour old
+        performance = [p for p in map(parse_line, server.accepted) if ".performance." in p.key]
+    stored = _stored(conn)
+    assert len(performance) == 5
+    assert {p.key.rsplit(".", 1)[1]: p.value for p in performance} == {
+        m: pytest.approx(stored[("all", m)][0]) for m in ("mae", "rmse", "mape", "r2", "unusable_rows")}
+    assert {p.timestamp_ms for p in performance} == {int(run_end.timestamp() * 1000)}
+    # the next run sends the same latest labelled window again, as a current point
+    assert recompute_recent(db_url, cfg, run_end + timedelta(hours=1))["dynatrace_lines"] == 5

@@ -118,7 +118,8 @@ def test_performance_fills_in_as_labels_land(demo_db, conn):
     rows = conn.execute("SELECT segment, metric, value, label_count FROM monitoring.model_performance"
                         " WHERE window_start = %s", (START,)).fetchall()
     overall = {r[1]: r[2] for r in rows if r[0] == "all"}
-    assert set(overall) == {"mae", "rmse", "mape", "r2"} and overall["r2"] > 0.5
+    assert set(overall) == {"mae", "rmse", "mape", "r2", "unusable_rows"} and overall["r2"] > 0.5
+    assert overall["unusable_rows"] == 0
     assert {r[0] for r in rows} - {"all"}  # claimed-amount buckets
     # nothing new landed: nothing is recomputed
     assert recompute_recent(demo_db, cfg, START + timedelta(hours=3))["windows"] == 0

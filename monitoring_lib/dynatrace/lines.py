@@ -74,7 +74,8 @@ METRIC_TABLE: tuple[MetricDef, ...] = (
               "operational_metrics.errors summed over the window's buckets"),
     MetricDef("prediction_mean", "prediction.mean", "gauge", BASE_DIMENSIONS, "drift_summary.prediction_mean"),
     MetricDef("model_performance", "performance.{metric}", "gauge", BASE_DIMENSIONS,
-              "model_performance rows of segment 'all', one key per metric name"),
+              "model_performance rows of segment 'all' of the latest labelled window, one key per metric name,"
+              " stamped with the end of the run's window (labels land after the window's own lines are sent)"),
 )
 METRICS_BY_NAME: dict[str, MetricDef] = {m.name: m for m in METRIC_TABLE}
 
@@ -179,14 +180,42 @@ def build_interval_lines(
     ).fetchall()
     _add_operational(builder, ops, (window_end - window_start).total_seconds())
 
+    return LineBatch(tuple(builder.lines), builder.skipped)
+
+
+def performance_key_prefix(cfg: EndpointConfig) -> str:
+    """Every performance series key starts with this: the outbox stages them apart from the interval's lines."""
+    return metric_key(cfg.dynatrace.prefix, "performance") + "."
+
+
+def build_performance_lines(
+    conn: psycopg.Connection, cfg: EndpointConfig, run_end: datetime, since: datetime, model_version: str
+) -> LineBatch:
+    """The latest labelled window's performance (segment 'all'), stamped with the run's window end.
+
+    A window's own lines leave before its labels land, and Dynatrace takes no point over an hour old, so
+    each run re-sends the newest known performance as a current gauge: the series stays continuous and
+    alertable. The model version dimension is the one that served the labelled window (`model_version`
+    when no run of it is recorded).
+    """
+    if not cfg.dynatrace.enabled or "model_performance" not in cfg.dynatrace.metrics:
+        return LineBatch(())
+    latest = conn.execute(
+        "SELECT p.window_start, p.window_end, r.model_version FROM monitoring.model_performance p"
+        " LEFT JOIN monitoring.interval_runs r USING (endpoint_id, window_start, window_end)"
+        " WHERE p.endpoint_id = %s AND p.segment = 'all' AND p.window_end <= %s AND p.window_end > %s"
+        " ORDER BY p.window_end DESC LIMIT 1",
+        (cfg.endpoint_id, run_end, since),
+    ).fetchone()
+    if latest is None:
+        return LineBatch(())
+    builder = _Builder(cfg, latest[2] or model_version, run_end)
     for metric, value in conn.execute(
         "SELECT metric, value FROM monitoring.model_performance"
-        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND segment = 'all'"
-        " ORDER BY metric",
-        key,
+        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND segment = 'all' ORDER BY metric",
+        (cfg.endpoint_id, latest[0], latest[1]),
     ).fetchall():
         builder.add("model_performance", value, metric=metric)
-
     return LineBatch(tuple(builder.lines), builder.skipped)
 
 

@@ -58,17 +58,22 @@ class PendingLine:
 
 
 def stage_lines(
-    conn: psycopg.Connection, endpoint_id: str, window_start: datetime, window_end: datetime, batch: LineBatch
+    conn: psycopg.Connection, endpoint_id: str, window_start: datetime, window_end: datetime, batch: LineBatch,
+    *, family: tuple[str, bool] | None = None,
 ) -> int:
     """Queue the window's lines in the caller's transaction (no commit) and return how many were queued.
 
     A re-run replaces the window's unsent lines and never adds copies. A series already `sent` or
     `expired` for the window is left alone; an `invalid` one is re-queued only if its line changed.
+    `family` = (series key prefix, True for only those series or False for all others) limits what a
+    re-run replaces, for lines of one window staged by two tasks.
     """
+    prefix, inside = family or ("", True)
     conn.execute(
         "DELETE FROM monitoring.dynatrace_outbox"
-        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND status = 'pending'",
-        (endpoint_id, window_start, window_end),
+        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND status = 'pending'"
+        " AND starts_with(series_key, %s) = %s",
+        (endpoint_id, window_start, window_end, prefix, inside),
     )
     if not batch.lines:
         return 0
