@@ -85,7 +85,8 @@ def test_dagbag_has_no_import_errors_and_every_dag_is_documented(af_env):
         "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()},"
         " 'dags': {d.dag_id: {'tags': sorted(d.tags), 'doc': bool(d.doc_md),"
         " 'retries': [t.retries for t in d.tasks], 'max_active_runs': d.max_active_runs,"
-        " 'timetable': type(d.timetable).__name__, 'push': [sorted(t.upstream_task_ids), getattr(t.trigger_rule, 'value', t.trigger_rule)]"
+        " 'timetable': type(d.timetable).__name__,"
+        " 'push': [sorted(t.upstream_task_ids), getattr(t.trigger_rule, 'value', t.trigger_rule)]"
         " if (t := d.task_dict.get('push_dynatrace')) else None} for d in b.dags.values()}}))"
     )
     done = subprocess.run([sys.executable, "-c", code], env=af_env, capture_output=True, text=True, check=True)
