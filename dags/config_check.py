@@ -8,15 +8,10 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from monitoring_lib.config import config_files, load_endpoint_config
+from monitoring_lib.config import load_each
 from monitoring_lib.errors import ConfigError
 
-_problems: list[str] = []
-for _file in config_files():
-    try:
-        load_endpoint_config(_file)
-    except ConfigError as _exc:
-        _problems += _exc.problems
+_problems = load_each()[1]  # invalid files and endpoint ids defined in two files
 if _problems:
     raise ConfigError(_problems)
 

@@ -11,8 +11,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, DeltaDataIntervalTimetable, Param, PokeReturnValue, dag, task
 
-from monitoring_lib.config import config_files, load_endpoint_config
-from monitoring_lib.errors import ConfigError
+from monitoring_lib.config import load_each
 
 DOC = """### Monitoring of `{e}` ({p}, model `{m}`)
 Every {i}: wait for the window's late rows, then **compute_interval** (extract, GX quality, drift, summaries,
@@ -99,9 +98,7 @@ def build(cfg):  # noqa: ANN001, ANN201
     return monitor()
 
 
-for _file in config_files():
-    try:
-        _cfg = load_endpoint_config(_file)
-    except ConfigError:
-        continue  # reported by dags/config_check.py, so one broken file never hides the other endpoints
+# files with problems (and endpoint ids defined twice) are left out and reported by dags/config_check.py,
+# so one broken file never hides the other endpoints
+for _cfg in load_each()[0].values():
     globals()[f"monitor__{_cfg.endpoint_id}"] = build(_cfg)

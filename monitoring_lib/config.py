@@ -5,6 +5,7 @@ Secrets never live here: database URLs and tokens come from the environment or A
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,8 @@ from pydantic import (
 )
 
 from monitoring_lib.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
@@ -451,16 +454,20 @@ def load_each(directory: str | Path | None = None) -> tuple[dict[str, EndpointCo
         return {}, [f"{directory}: (directory): config directory does not exist"]
     configs: dict[str, EndpointConfig] = {}
     problems: list[str] = []
+    defined: dict[str, str] = {}
     for file in config_files(directory):
         try:
             cfg = load_endpoint_config(file)
         except ConfigError as exc:
             problems += exc.problems
             continue
-        if cfg.endpoint_id in configs:
-            other = configs[cfg.endpoint_id].source_file
-            problems.append(f"{file}: endpoint_id: '{cfg.endpoint_id}' is already defined in {other}")
+        if cfg.endpoint_id in defined:
+            # which file is meant cannot be known: neither is used until one is renamed
+            configs.pop(cfg.endpoint_id, None)
+            problems.append(f"{file}: endpoint_id: '{cfg.endpoint_id}' is already defined in "
+                            f"{defined[cfg.endpoint_id]}; neither file is used until one is changed")
             continue
+        defined[cfg.endpoint_id] = str(file)
         configs[cfg.endpoint_id] = cfg
     return configs, problems
 
@@ -474,9 +481,15 @@ def load_all(directory: str | Path | None = None) -> dict[str, EndpointConfig]:
 
 
 def get_endpoint(endpoint_id: str, directory: str | Path | None = None) -> EndpointConfig:
-    configs = load_all(directory)
+    """One endpoint's config; a broken file elsewhere in the directory does not stop this endpoint.
+
+    When the endpoint is not found, the directory's problems are listed first: it may be in a broken file.
+    """
+    configs, problems = load_each(directory)
     if endpoint_id not in configs:
         known = ", ".join(sorted(configs)) or "none"
-        raise ConfigError([f"{config_dir() if directory is None else directory}: endpoint_id: "
-                           f"no config for '{endpoint_id}' (known: {known})"])
+        raise ConfigError([*problems, f"{config_dir() if directory is None else directory}: endpoint_id: "
+                                      f"no valid config for '{endpoint_id}' (valid: {known})"])
+    if problems:
+        log.warning("config files with problems, not used (run `mlmon validate-config`): %s", "; ".join(problems))
     return configs[endpoint_id]

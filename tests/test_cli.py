@@ -104,7 +104,7 @@ def test_unknown_endpoint_and_bad_window(config_dir, db_url, monkeypatch, capsys
     monkeypatch.setenv("MLMON_DATABASE_URL", db_url)
     assert main(["run-interval", "--endpoint", "nope", "--start", "2026-03-01T10:00:00Z",
                  "--end", "2026-03-01T11:00:00Z"]) == EXIT_CONFIG
-    assert "no config for 'nope' (known: claims-test)" in capsys.readouterr().err
+    assert "no valid config for 'nope' (valid: claims-test)" in capsys.readouterr().err
     assert main(["run-interval", "--endpoint", "claims-test", "--start", "2026-03-01T11:00:00Z",
                  "--end", "2026-03-01T10:00:00Z"]) == 1
     assert "must be after its start" in capsys.readouterr().err

@@ -3,17 +3,21 @@ the file and the field, instead of silently producing results that cannot be rig
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from monitoring_lib.config import load_endpoint_config
+from monitoring_lib.config import get_endpoint, load_each, load_endpoint_config
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.drift.tiers import feature_thresholds
 from monitoring_lib.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "configs" / "claims-approved-amount.yaml"
 
 
 def write_config(tmp_path: Path, **changes: dict) -> Path:
@@ -59,3 +63,52 @@ def test_a_grace_period_past_what_dynatrace_accepts_is_refused(tmp_path):
     assert problem.startswith(str(path))
     cfg = load_endpoint_config(write_config(tmp_path, schedule={"grace_period": "55m"}, dynatrace={"enabled": False}))
     assert cfg.schedule.grace_period.total_seconds() == 55 * 60
+
+
+def _config_dir(tmp_path: Path) -> Path:
+    """A valid endpoint, a broken file, and one endpoint id defined in two files."""
+    directory = tmp_path / "configs"
+    directory.mkdir()
+    data = yaml.safe_load(DEMO.read_text())
+    (directory / "a-valid.yaml").write_text(yaml.safe_dump(data))
+    (directory / "b-broken.yaml").write_text(yaml.safe_dump({**data, "endpoint_id": "broken", "schedule": {
+        "interval": "not a duration"}}))
+    for name in ("c-twin.yaml", "d-twin.yaml"):
+        (directory / name).write_text(yaml.safe_dump({**data, "endpoint_id": "twin"}))
+    return directory
+
+
+def test_a_broken_file_does_not_stop_other_endpoints_and_a_twice_defined_id_is_refused(tmp_path):
+    directory = _config_dir(tmp_path)
+    valid_id = yaml.safe_load(DEMO.read_text())["endpoint_id"]
+    configs, problems = load_each(directory)
+    assert set(configs) == {valid_id}
+    assert any("b-broken.yaml: schedule.interval" in p for p in problems)
+    assert any(p.startswith(f"{directory / 'd-twin.yaml'}: endpoint_id: 'twin' is already defined in "
+                            f"{directory / 'c-twin.yaml'}") for p in problems)
+    # the retraining task and the CLI look an endpoint up this way
+    assert get_endpoint(valid_id, directory).endpoint_id == valid_id
+    with pytest.raises(ConfigError) as twin:
+        get_endpoint("twin", directory)
+    assert "already defined" in str(twin.value) and "no valid config for 'twin'" in str(twin.value)
+    with pytest.raises(ConfigError, match="b-broken.yaml: schedule.interval"):
+        get_endpoint("broken", directory)
+
+
+def test_airflow_parses_the_valid_endpoints_and_names_the_rest(tmp_path):
+    """The monitoring DAG file builds DAGs for valid endpoints only; the config check shows the problems."""
+    from monitoring_lib.demo.orchestrate import airflow_env
+
+    env = {**airflow_env(tmp_path / "airflow", "postgresql://unused@localhost/none"),
+           "MLMON_CONFIG_DIR": str(_config_dir(tmp_path))}
+    code = ("import json, os; from airflow.dag_processing.dagbag import DagBag;"
+            "b = DagBag(dag_folder=os.environ['AIRFLOW__CORE__DAGS_FOLDER']);"
+            "print(json.dumps({'dags': sorted(b.dag_ids),"
+            " 'errors': {os.path.basename(k): str(v) for k, v in b.import_errors.items()}}))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    bag = json.loads(done.stdout.strip().splitlines()[-1])
+    valid_id = yaml.safe_load(DEMO.read_text())["endpoint_id"]
+    assert bag["dags"] == sorted([f"monitor__{valid_id}", "model_retraining"])
+    assert set(bag["errors"]) == {"config_check.py"}
+    assert "b-broken.yaml: schedule.interval" in bag["errors"]["config_check.py"]
+    assert "'twin' is already defined" in bag["errors"]["config_check.py"]
