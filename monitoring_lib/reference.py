@@ -48,8 +48,6 @@ def read_training_data(url: str, *, table: str | None = None, query: str | None 
 def fit_and_store(url: str, cfg: EndpointConfig, *, table: str | None = None, query: str | None = None,
                   file: Path | None = None, frame: pd.DataFrame | None = None,
                   model_version: str | None = None) -> ReferenceProfile:
-    from monitoring_lib.drift.fit import fit_reference
-
     if frame is not None:
         df, where = frame, "frame"
     else:
@@ -59,16 +57,23 @@ def fit_and_store(url: str, cfg: EndpointConfig, *, table: str | None = None, qu
     missing = [c for c in cfg.source.features if c not in df]
     if missing:
         raise SourceError(f"training data from {where} lacks configured feature column(s): {missing}")
+    with connect(url) as conn:
+        version = model_version or ensure_endpoint(conn, cfg)
+        stored = save_profile(conn, fit_profile(df, cfg, where, version))
+        conn.commit()
+    return stored
+
+
+def fit_profile(df: pd.DataFrame, cfg: EndpointConfig, where: str, model_version: str) -> ReferenceProfile:
+    """The profile of `df` for `model_version`, not yet stored (the caller's transaction stores it)."""
+    import dataclasses
+
+    from monitoring_lib.drift.fit import fit_reference
+
     label = None
     if cfg.labels is not None and cfg.labels.label_column in df:
         label = df[cfg.labels.label_column]
-    with connect(url) as conn:
-        version = model_version or ensure_endpoint(conn, cfg)
-        profile = fit_reference(df, cfg, source=where, label=label)
-        if profile.model_version != version:
-            import dataclasses
-
-            profile = dataclasses.replace(profile, model_version=version)
-        stored = save_profile(conn, profile)
-        conn.commit()
-    return stored
+    profile = fit_reference(df, cfg, source=where, label=label)
+    if profile.model_version != model_version:
+        profile = dataclasses.replace(profile, model_version=model_version)
+    return profile

@@ -133,3 +133,38 @@ def test_performance_fills_in_as_labels_land(demo_db, conn):
     count = conn.execute("SELECT label_count FROM monitoring.model_performance WHERE window_start = %s"
                          " AND segment = 'all' AND metric = 'mae'", (START,)).fetchone()[0]
     assert count == [r for r in rows if r[0] == "all"][0][3] - len(deleted)
+
+
+def test_a_retraining_that_fails_before_its_record_promotes_nothing_and_its_retry_promotes_once(
+        demo_db, conn, tmp_path, monkeypatch):
+    """Profile, promotion and record commit together: a task that dies before its record leaves the
+    served model as it was, so the retry does not promote a second version."""
+    from monitoring_lib.retraining.job import retrain
+
+    monkeypatch.setenv("MLMON_MODEL_DIR", str(tmp_path))
+    cfg = demo_config()
+    for i in range(12):
+        run_interval(demo_db, cfg, START + timedelta(hours=i), START + timedelta(hours=i + 1))
+    conf = {"window_start": (END - timedelta(hours=1)).isoformat(), "window_end": END.isoformat(),
+            "reasons": ["drift"], "run_id": "retrain__test"}
+
+    def served() -> tuple:
+        conn.commit()
+        return (conn.execute("SELECT model_version FROM monitoring.model_endpoints").fetchone()[0],
+                conn.execute("SELECT count(*) FROM monitoring.reference_profiles").fetchone()[0])
+
+    before = served()
+    # the record cannot be written: the task fails as if it died there
+    conn.execute("ALTER TABLE monitoring.retraining_events ADD CONSTRAINT crash CHECK (event_type <> 'training')")
+    conn.commit()
+    with pytest.raises(psycopg.errors.CheckViolation):
+        retrain(demo_db, cfg, conf)
+    assert served() == before
+    conn.execute("ALTER TABLE monitoring.retraining_events DROP CONSTRAINT crash")
+    conn.commit()
+    outcome = retrain(demo_db, cfg, conf)
+    assert outcome["outcome"] == "promoted", outcome
+    assert served() == ("2", before[1] + 1)
+    again = retrain(demo_db, cfg, conf)
+    assert again["repeated"] is True and again["model_version_after"] == "2"
+    assert served() == ("2", before[1] + 1)

@@ -46,6 +46,19 @@ def test_cooldown_and_daily_cap():
     assert decide(w(30), [w(28), w(29)], [T0 + 2 * H], POLICY).trigger  # a day later
 
 
+def test_cooldown_and_daily_cap_hold_when_windows_are_decided_newest_first():
+    """A backfill run newest first decides the later window before the earlier one."""
+    d = decide(w(5), [w(3), w(4)], [T0 + 9 * H], POLICY)  # window 8 (ending 9h) already triggered
+    assert not d.trigger and "cooldown" in d.reasons[0] and (T0 + 9 * H).isoformat() in d.reasons[0]
+    assert decide(w(5), [w(3), w(4)], [T0 + 31 * H], POLICY).trigger  # a day and more apart
+    two = RetrainingConfig(cooldown="1h", daily_cap=2)
+    # triggers at 3h and 20h: 6h's window would be the third inside [3h, 27h)
+    d = decide(w(5), [w(3), w(4)], [T0 + 3 * H, T0 + 20 * H], two)
+    assert not d.trigger and "daily cap of 2" in d.reasons[0]
+    # at 3h and 28h: no 24 hours hold more than two with 6h's
+    assert decide(w(5), [w(3), w(4)], [T0 + 3 * H, T0 + 28 * H], two).trigger
+
+
 def test_disabled_policy_records_why():
     d = decide(w(2), [w(0), w(1)], [], RetrainingConfig(enabled=False))
     assert not d.trigger and d.reasons == ["retraining is disabled for this endpoint"]

@@ -37,11 +37,13 @@ def decide_and_record(
     if current is None:
         current = WindowOutcome(window_start, window_end, None, None)
     history = [o for o in outcomes if o is not current]
-    lookback = max(cfg.retraining.cooldown, timedelta(days=1))  # the daily cap looks back a full day
+    reach = max(cfg.retraining.cooldown, timedelta(days=1))  # the daily cap spans a full day
+    # both sides: a later window may have been decided first (a backfill run newest first)
     triggers = [r[0] for r in conn.execute(
         "SELECT window_end FROM monitoring.retraining_events WHERE endpoint_id = %s AND event_type = 'decision'"
-        " AND triggered AND window_end < %s AND window_end >= %s",
-        (cfg.endpoint_id, window_end, window_end - lookback),
+        " AND triggered AND NOT (window_start = %s AND window_end = %s)"
+        " AND window_end > %s AND window_end < %s",
+        (cfg.endpoint_id, window_start, window_end, window_end - reach, window_end + reach),
     )]
     decision = decide(current, history, triggers, cfg.retraining)
     conn.execute(

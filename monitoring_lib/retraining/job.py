@@ -24,7 +24,8 @@ from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.errors import MonitoringError
 from monitoring_lib.performance import classification_metrics, regression_metrics
-from monitoring_lib.reference import fit_and_store
+from monitoring_lib.profiles import save_profile
+from monitoring_lib.reference import fit_profile
 from monitoring_lib.source import qualified, source_relation
 from monitoring_lib.store import document
 
@@ -82,13 +83,9 @@ def retrain(url: str, cfg: EndpointConfig, conf: dict[str, Any]) -> dict[str, An
     start = datetime.fromisoformat(conf["window_start"])
     end = datetime.fromisoformat(conf["window_end"])
     with connect(url) as conn:
-        done = conn.execute(
-            "SELECT outcome, model_version_before, model_version_after, evidence FROM monitoring.retraining_events"
-            " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND event_type = 'training'"
-            " AND outcome IN ('promoted', 'rejected')", (cfg.endpoint_id, start, end)).fetchone()
+        done = _recorded(conn, cfg, start, end)
         if done:
-            return {"outcome": done[0], "model_version_before": done[1], "model_version_after": done[2],
-                    "evidence": done[3], "repeated": True}
+            return done
         current = conn.execute("SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s",
                                (cfg.endpoint_id,)).fetchone()
         if current is None:
@@ -119,33 +116,55 @@ def retrain(url: str, cfg: EndpointConfig, conf: dict[str, Any]) -> dict[str, An
     path.write_bytes(pickle.dumps(model))
     reference = train_df.copy()
     reference[cfg.source.prediction_column] = np.asarray(model.predict(train_df), dtype=float)
-    profile = fit_and_store(url, cfg, frame=reference, model_version=new_version)
-    with connect(url) as conn:
+    fitted = fit_profile(reference, cfg, "frame", new_version)
+    # profile, promotion and record commit together: a retry after a crash finds either none of them
+    # (and promotes once) or the record (and returns it), never a promoted model without its record
+    with connect(url) as conn, conn.transaction():
+        conn.execute("SELECT 1 FROM monitoring.model_endpoints WHERE endpoint_id = %s FOR UPDATE",
+                     (cfg.endpoint_id,))
+        done = _recorded(conn, cfg, start, end)
+        if done:
+            return done
+        profile = save_profile(conn, fitted)
         conn.execute(
             "UPDATE monitoring.model_endpoints SET model_version = %s, model_artifact = %s, updated_at = now()"
             " WHERE endpoint_id = %s",
             (new_version, document({"path": str(path), "version": new_version, "metrics": challenger_all,
                                  "reference_version": profile.version}), cfg.endpoint_id))
-        conn.commit()
-    evidence["reference_version"] = profile.version
-    evidence["artifact"] = str(path)
-    return _record(url, cfg, start, end, "promoted", current_version, new_version, evidence, conf)
+        evidence["reference_version"] = profile.version
+        evidence["artifact"] = str(path)
+        return _insert_record(conn, cfg, start, end, "promoted", current_version, new_version, evidence, conf)
+
+
+def _recorded(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime) -> dict[str, Any] | None:
+    done = conn.execute(
+        "SELECT outcome, model_version_before, model_version_after, evidence FROM monitoring.retraining_events"
+        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND event_type = 'training'"
+        " AND outcome IN ('promoted', 'rejected')", (cfg.endpoint_id, start, end)).fetchone()
+    if done is None:
+        return None
+    return {"outcome": done[0], "model_version_before": done[1], "model_version_after": done[2],
+            "evidence": done[3], "repeated": True}
 
 
 def _record(url: str, cfg: EndpointConfig, start: datetime, end: datetime, outcome: str, before: str,
             after: str | None, evidence: dict[str, Any], conf: dict[str, Any]) -> dict[str, Any]:
-    with connect(url) as conn:
-        conn.execute(
-            """
-            INSERT INTO monitoring.retraining_events (endpoint_id, window_start, window_end, event_type, triggered,
-                outcome, reasons, evidence, run_id, model_version_before, model_version_after)
-            VALUES (%s, %s, %s, 'training', true, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (endpoint_id, window_start, window_end, event_type) DO UPDATE SET
-                outcome = EXCLUDED.outcome, reasons = EXCLUDED.reasons, evidence = EXCLUDED.evidence,
-                model_version_before = EXCLUDED.model_version_before,
-                model_version_after = EXCLUDED.model_version_after, created_at = now()
-            """,
-            (cfg.endpoint_id, start, end, outcome, document(conf.get("reasons", [])), document(evidence),
-             conf.get("run_id"), before, after))
-        conn.commit()
+    with connect(url) as conn, conn.transaction():
+        return _insert_record(conn, cfg, start, end, outcome, before, after, evidence, conf)
+
+
+def _insert_record(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime, outcome: str,
+                   before: str, after: str | None, evidence: dict[str, Any], conf: dict[str, Any]) -> dict[str, Any]:
+    conn.execute(
+        """
+        INSERT INTO monitoring.retraining_events (endpoint_id, window_start, window_end, event_type, triggered,
+            outcome, reasons, evidence, run_id, model_version_before, model_version_after)
+        VALUES (%s, %s, %s, 'training', true, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (endpoint_id, window_start, window_end, event_type) DO UPDATE SET
+            outcome = EXCLUDED.outcome, reasons = EXCLUDED.reasons, evidence = EXCLUDED.evidence,
+            model_version_before = EXCLUDED.model_version_before,
+            model_version_after = EXCLUDED.model_version_after, created_at = now()
+        """,
+        (cfg.endpoint_id, start, end, outcome, document(conf.get("reasons", [])), document(evidence),
+         conf.get("run_id"), before, after))
     return {"outcome": outcome, "model_version_before": before, "model_version_after": after, "evidence": evidence}

@@ -32,14 +32,15 @@ class Decision:
 def decide(
     current: WindowOutcome,
     history: list[WindowOutcome],
-    previous_triggers: list[datetime],
+    other_triggers: list[datetime],
     policy: RetrainingConfig,
 ) -> Decision:
     """Trigger when `min_detected` of the last `lookback_intervals` windows (this one included) detected drift.
 
-    Never on a window whose data failed quality, never inside the cooldown after a trigger, and
-    never beyond the daily cap. `history` holds earlier windows (any order); `previous_triggers`
-    the window ends of earlier triggered decisions, excluding this window's own.
+    Never on a window whose data failed quality, never within the cooldown of another trigger, and
+    never beyond the daily cap in any 24 hours. `history` holds earlier windows (any order);
+    `other_triggers` the window ends of the other windows' triggered decisions, before or after this
+    one: windows decided out of order (a backfill run newest first) obey the same limits.
     """
     recent = sorted([w for w in history if w.window_end <= current.window_start], key=lambda w: w.window_end)
     recent = [*recent[-(policy.lookback_intervals - 1):], current] if policy.lookback_intervals > 1 else [current]
@@ -61,13 +62,21 @@ def decide(
     if len(detected) < policy.min_detected:
         return Decision(False, [f"drift detected in {len(detected)} of the last {len(recent)} window(s); "
                                 f"{policy.min_detected} needed"], evidence, features)
-    earlier = sorted(t for t in previous_triggers if t < current.window_end)
-    if earlier and current.window_end - earlier[-1] < policy.cooldown:
-        return Decision(False, [f"cooldown: last retraining was triggered for the window ending "
-                                f"{earlier[-1].isoformat()}, less than {policy.cooldown} ago"], evidence, features)
-    in_day = [t for t in earlier if current.window_end - t < timedelta(days=1)]
-    if len(in_day) >= policy.daily_cap:
+    end = current.window_end
+    others = [t for t in other_triggers if t != end]
+    near = sorted((t for t in others if abs(end - t) < policy.cooldown), key=lambda t: abs(end - t))
+    if near:
+        return Decision(False, [f"cooldown: retraining was triggered for the window ending {near[0].isoformat()},"
+                                f" less than {policy.cooldown} from this one"], evidence, features)
+    if _busiest_day(end, others) >= policy.daily_cap:
         return Decision(False, [f"daily cap of {policy.daily_cap} retraining run(s) reached"], evidence, features)
     return Decision(True, [f"drift detected in {len(detected)} of the last {len(recent)} window(s) "
                            f"(>= {policy.min_detected}); drifted features: {', '.join(features) or 'none named'}"],
                     evidence, features)
+
+
+def _busiest_day(end: datetime, others: list[datetime]) -> int:
+    """The most other triggers in one 24-hour span that also holds `end`."""
+    day = timedelta(days=1)
+    times = sorted([*(t for t in others if abs(end - t) < day), end])
+    return max((sum(1 for t in times if a <= t < a + day) - 1 for a in times if a <= end < a + day), default=0)
