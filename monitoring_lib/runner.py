@@ -256,12 +256,12 @@ def _compute_in_database(
 
 def _compute_with_groups(
     url: str, cfg: EndpointConfig, profile: ReferenceProfile | None, model_version: str, start: datetime,
-    end: datetime, now: datetime, stage: _Stages, groups: list[GroupPartial],
+    end: datetime, now: datetime, stage: _Stages, groups: list[GroupPartial], retry: bool = True,
 ) -> tuple[_Computed, datetime | None, datetime | None]:
     """The core columns read here, the features' summaries and checks merged from their groups.
 
     Distinct bad and failed rows span all columns, so PostgreSQL counts them. When the groups read
-    another state of the window, the interval is computed in one database snapshot instead.
+    another state of the window, see `_unmerged`.
     """
     from monitoring_lib.drift.engine import compute_drift, prediction_columns
     from monitoring_lib.drift.summaries import summarise_frame
@@ -298,15 +298,39 @@ def _compute_with_groups(
 
             _compute(df, cfg, profile, start, end, now, stage, result, types, quality=quality, drift=drift)
     if why is not None:
-        log.warning("%s [%s, %s): feature groups not merged (%s); computing the window in one database snapshot",
-                    cfg.endpoint_id, start.isoformat(), end.isoformat(), why)
-        computed = _compute_in_database(url, cfg, profile, start, end, now, stage)
-        stage.timings["feature_groups_fallback"] = 1.0
-        return computed
+        return _unmerged(url, cfg, profile, model_version, start, end, now, stage, why, retry)
     if df.empty:
         return result, None, None
     ts = df[cfg.source.timestamp_column]
     return result, ts.min().to_pydatetime(), ts.max().to_pydatetime()
+
+
+def _unmerged(
+    url: str, cfg: EndpointConfig, profile: ReferenceProfile | None, model_version: str, start: datetime,
+    end: datetime, now: datetime, stage: _Stages, why: str, retry: bool,
+) -> tuple[_Computed, datetime | None, datetime | None]:
+    """Groups that cannot be merged (a row landed between the reads, a group missing or on another reference).
+
+    The groups are summarised again here, one at a time, so memory stays that of one group, and the
+    same checks decide the verdict. Only if the window changes again meanwhile is it computed in one
+    database snapshot, where an expectation with no SQL form cannot be evaluated.
+    """
+    from monitoring_lib.feature_groups import summarise_group
+
+    where = f"{cfg.endpoint_id} [{start.isoformat()}, {end.isoformat()})"
+    if not cfg.feature_groups():
+        log.warning("%s: feature groups not merged (%s); computing the window as configured", where, why)
+        compute = _compute_in_database if cfg.compute == "database" else _compute_in_memory
+        return compute(url, cfg, profile, start, end, now, stage)
+    if retry:
+        log.warning("%s: feature groups not merged (%s); summarising them again here, one at a time", where, why)
+        fresh = [summarise_group(url, cfg, i, start, end, now=now) for i in range(len(cfg.feature_groups()))]
+        stage.timings["feature_groups_resummarised"] = float(len(fresh))
+        return _compute_with_groups(url, cfg, profile, model_version, start, end, now, stage, fresh, retry=False)
+    log.warning("%s: feature groups not merged again (%s); computing the window in one database snapshot", where, why)
+    computed = _compute_in_database(url, cfg, profile, start, end, now, stage)
+    stage.timings["feature_groups_fallback"] = 1.0
+    return computed
 
 
 def _note_quality(out: _Computed) -> None:

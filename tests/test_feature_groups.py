@@ -111,7 +111,8 @@ def test_distinct_failed_rows_match_the_in_memory_count(demo_db, conn):
     assert in_memory[0] > 0 and in_memory[1] > 0
 
 
-def test_rows_landing_between_the_reads_are_computed_in_one_snapshot(demo_db, conn):
+def test_rows_landing_between_the_reads_are_summarised_again_and_merged(demo_db, conn):
+    """The groups are redone in the interval task, one at a time: the verdict is the in-memory one."""
     cfg = grouped_config(3)
     start, end = window(8)
     groups = all_groups(demo_db, cfg, start, end)
@@ -120,24 +121,58 @@ def test_rows_landing_between_the_reads_are_computed_in_one_snapshot(demo_db, co
     conn.commit()
 
     report = run_interval(demo_db, cfg, start, end, now=NOW, groups=groups)
-    assert report.timings["feature_groups_fallback"] == 1.0
+    assert report.timings["feature_groups_resummarised"] == 3.0 and "feature_groups_fallback" not in report.timings
     assert report.rows == groups[0].rows + 5
+    merged = stored(conn)
+    run_interval(demo_db, demo_config(), start, end, now=NOW)
+    assert_same_results(stored(conn), merged)
+
+
+def test_a_window_that_keeps_changing_is_computed_in_one_database_snapshot(demo_db, conn, monkeypatch):
+    """Rows still landing while the groups are redone: the last resort is one database snapshot."""
+    import psycopg
+
+    from monitoring_lib import feature_groups
+
+    cfg = grouped_config(3)
+    start, end = window(8)
+    groups = all_groups(demo_db, cfg, start, end)
+    summarise = feature_groups.summarise_group
+
+    def with_a_late_row(url, cfg, group, start, end, *, now):  # noqa: ANN001, ANN202
+        partial = summarise(url, cfg, group, start, end, now=now)
+        with psycopg.connect(url) as other:
+            other.execute("INSERT INTO public.claims_inference SELECT * FROM public.claims_inference"
+                          " WHERE ts >= %s AND ts < %s LIMIT 1", (start, end))
+        return partial
+
+    conn.execute("INSERT INTO public.claims_inference SELECT * FROM public.claims_inference"
+                 " WHERE ts >= %s AND ts < %s LIMIT 1", (start, end))
+    conn.commit()
+    monkeypatch.setattr(feature_groups, "summarise_group", with_a_late_row)
+    report = run_interval(demo_db, cfg, start, end, now=NOW, groups=groups)
+    assert report.timings["feature_groups_resummarised"] == 3.0 and report.timings["feature_groups_fallback"] == 1.0
+    assert report.rows == groups[0].rows + 4
     fallback = stored(conn)
     run_interval(demo_db, database_config(), start, end, now=NOW)
     assert_same_results(stored(conn), fallback)
 
 
-def test_a_missing_group_or_another_reference_is_not_merged(demo_db, conn):
+def test_a_missing_group_or_another_reference_is_summarised_again(demo_db, conn):
     cfg = grouped_config(3)
+    run_interval(demo_db, demo_config(), *window(8), now=NOW)
+    memory = stored(conn)
     groups = all_groups(demo_db, cfg, *window(8))
     report = run_interval(demo_db, cfg, *window(8), now=NOW, groups=groups[:2])
-    assert report.timings["feature_groups_fallback"] == 1.0
+    assert report.timings["feature_groups_resummarised"] == 3.0 and "feature_groups_fallback" not in report.timings
+    assert_same_results(memory, stored(conn))
     other = dataclasses.replace(groups[2], reference_version=99)
     report = run_interval(demo_db, cfg, *window(8), now=NOW, groups=[*groups[:2], other])
-    assert report.timings["feature_groups_fallback"] == 1.0
+    assert report.timings["feature_groups_resummarised"] == 3.0 and "feature_groups_fallback" not in report.timings
     assert report.rows == groups[0].rows
     report = run_interval(demo_db, demo_config(), *window(8), now=NOW, groups=groups)  # config no longer split
-    assert report.timings["feature_groups_fallback"] == 1.0
+    assert "feature_groups_fallback" not in report.timings and "feature_groups" not in report.timings
+    assert_same_results(memory, stored(conn))
 
 
 def test_a_group_task_reuses_a_current_window_and_rejects_an_unknown_group(demo_db):
