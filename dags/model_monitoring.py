@@ -62,8 +62,7 @@ def build(cfg):  # noqa: ANN001, ANN201
                 return compute_or_reuse(database_url(), cfg, window, force=params["force_recompute"],
                                         groups=None if groups is None else list(groups))
 
-        # after model_performance, whose lines it sends too, and whatever the other tasks' outcome
-        @task(retries=6, retry_delay=timedelta(minutes=1), trigger_rule="all_done")
+        @task(retries=6, retry_delay=timedelta(minutes=1), trigger_rule="all_done")  # after model_performance
         def push_dynatrace() -> dict:
             from mlmon_airflow import database_url, dynatrace_client, task_errors
             from monitoring_lib.dynatrace.command import push_from_task
@@ -76,6 +75,11 @@ def build(cfg):  # noqa: ANN001, ANN201
             from monitoring_lib.performance import recompute_recent
             with task_errors():
                 return recompute_recent(database_url(), cfg, report["window_end"], report["window_start"])
+
+        @task(trigger_rule="one_failed")  # a leaf, so a failed model_performance fails the run
+        def performance_failed() -> None:
+            from airflow.sdk.exceptions import AirflowFailException
+            raise AirflowFailException("model_performance failed: see its log; results and lines are unaffected")
 
         @task.short_circuit
         def decide_retraining(report: dict):  # noqa: ANN202 - the trigger's conf, or False
@@ -92,7 +96,9 @@ def build(cfg):  # noqa: ANN001, ANN201
         window, n = wait_for_data(), len(cfg.feature_groups())
         groups = summarise_group.partial(window=window).expand(group=list(range(n))) if n else None
         report = compute_interval(window, groups)
-        [report, model_performance(report)] >> push_dynatrace()
+        performance = model_performance(report)
+        [report, performance] >> push_dynatrace()
+        performance >> performance_failed()
         decide_retraining(report) >> trigger
 
     return monitor()

@@ -109,6 +109,8 @@ class LabelConfig(_Frozen):
     label_column: str = "label"
     timestamp_column: str | None = None
     lookback: Duration = timedelta(hours=24)  # how far back late labels still recompute performance
+    # labels a window needs before its performance is pushed to Dynatrace as the current value
+    min_count: int = Field(30, ge=1)
 
 
 class ScheduleConfig(_Frozen):

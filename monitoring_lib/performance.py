@@ -34,32 +34,42 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 def is_score(pred: np.ndarray) -> bool:
-    """Whether classifier outputs are probabilities (mostly fractional) rather than class ids (whole numbers).
+    """Whether classifier outputs are probabilities rather than class ids, decided once per window.
 
-    Decided by the majority, so one corrupt value does not flip how the whole window is read.
+    Scores when some values are fractional and they outnumber whole values other than 0 and 1: a
+    score model may well emit exact 0s and 1s, class ids above 1 mark a multi-class model, and one
+    corrupt value either way does not flip how the window is read.
     """
-    return bool(len(pred)) and float(np.mean(pred != np.floor(pred))) > 0.5
+    pred = pred[np.isfinite(pred)]
+    whole = pred == np.floor(pred)
+    fractional = int(np.count_nonzero(~whole & (pred >= 0) & (pred <= 1)))
+    other_classes = int(np.count_nonzero(whole & (pred != 0) & (pred != 1)))
+    return fractional > 0 and fractional > other_classes
 
 
-def usable(task: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+def usable(task: str, y: np.ndarray, pred: np.ndarray, score: bool | None = None) -> np.ndarray:
     """The rows performance metrics can use: finite numbers, and for a classifier whole-number labels
-    and predictions that are class ids or scores in [0, 1]. The rest are counted, never fatal."""
+    and predictions that are scores in [0, 1] or class ids (`score`, default `is_score`). The rest
+    are counted, never fatal."""
     ok = np.isfinite(y) & np.isfinite(pred)
     if task == "regression":
         return ok
     ok &= y == np.floor(np.where(ok, y, 0))
-    if is_score(pred[ok]):
+    if is_score(pred[ok]) if score is None else score:
         return ok & (pred >= 0) & (pred <= 1)
     return ok & (pred == np.floor(np.where(ok, pred, 0)))
 
 
-def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Metrics of class ids or of scores (thresholded at 0.5, plus ROC AUC); rows as `usable` keeps them."""
+def classification_metrics(y: np.ndarray, pred: np.ndarray, score: bool | None = None) -> dict[str, float]:
+    """Metrics of scores (thresholded at 0.5, plus ROC AUC) or of class ids, on rows `usable` kept.
+
+    `score` is the window's reading (`is_score` of the whole window, so a segment never reads differently).
+    """
     from sklearn import metrics
 
     scores = pred.astype(float)
-    score = is_score(scores)
-    labels = (scores >= 0.5).astype(int) if score else scores.astype(int)
+    score = is_score(scores) if score is None else score
+    labels = (scores >= 0.5).astype(int) if score else np.rint(scores).astype(int)
     y = y.astype(int)
     binary = len(np.unique(y)) <= 2
     avg = "binary" if binary and set(np.unique(np.concatenate([y, labels]))) <= {0, 1} else "macro"
@@ -97,9 +107,18 @@ def window_rows(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, str, f
     Rows `usable` rejects (an infinite prediction, a score outside [0, 1]) leave the metrics, which the
     rest still give; segment 'all' stores their count as metric `unusable_rows`, its label_count the rows used.
     """
-    compute = regression_metrics if cfg.model.task == "regression" else classification_metrics
     pairs = _labelled_pairs(df)
-    keep = usable(cfg.model.task, pairs["label"].to_numpy(dtype=float), pairs["prediction"].to_numpy(dtype=float))
+    predictions = pairs["prediction"].to_numpy(dtype=float)
+    if cfg.model.task == "regression":
+        compute = regression_metrics
+        keep = usable("regression", pairs["label"].to_numpy(dtype=float), predictions)
+    else:
+        score = is_score(predictions)
+
+        def compute(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+            return classification_metrics(y, pred, score)
+
+        keep = usable("classification", pairs["label"].to_numpy(dtype=float), predictions, score)
     used = pairs[keep]
     rows = [("all", UNUSABLE, float(len(pairs) - len(used)), len(used))]
     for segment, part in _segments(used, cfg):
@@ -191,6 +210,7 @@ def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime,
                                ["segment", "metric", "value", "label_count"], ["segment", "metric"],
                                window_rows(df, cfg))
             updated.append(end_w.isoformat())
+        conn.commit()  # the recomputed windows stand whatever the staging below does
         lines = _stage_dynatrace(conn, cfg, start, end, since)
     return {"windows": len(updated), "updated": updated, "dynatrace_lines": lines}
 

@@ -145,12 +145,15 @@ def run_interval(
     return report
 
 
-def _quality_gate(cfg: EndpointConfig, start: datetime, end: datetime, failed_critical: list[str]) -> None:
+def _quality_gate(cfg: EndpointConfig, start: datetime, end: datetime, failed_critical: list[str],
+                  stored: bool = False) -> None:
     """`on_failure: fail_task` fails the task for a failed window, whether computed now or reused."""
     if cfg.quality.on_failure == "fail_task":
         raise QualityGateFailed(
             f"{cfg.endpoint_id} [{start.isoformat()}, {end.isoformat()}): critical data-quality checks failed "
             f"({', '.join(failed_critical)}); results are stored in monitoring.data_quality_results"
+            + ("; this is the stored result of the unchanged window: after changing the checks, run with"
+               " force_recompute" if stored else "")
         )
 
 
@@ -596,8 +599,9 @@ def compute_or_reuse(
     if not force:
         current = stored_report(url, cfg, start, end)
         if current is not None:
-            if current.dq_state == "failed":
-                _quality_gate(cfg, current.window_start, current.window_end, _failed_critical(url, cfg, current))
+            if current.dq_state == "failed":  # the stored verdict; `force_recompute` re-checks after a config fix
+                _quality_gate(cfg, current.window_start, current.window_end, _failed_critical(url, cfg, current),
+                              stored=True)
             return {**current.to_dict(), "reused": True}
     partials = None if groups is None else [GroupPartial.from_json(g) for g in groups if not g.get("reused")]
     return {**run_interval(url, cfg, start, end, groups=partials).to_dict(), "reused": False}

@@ -86,8 +86,9 @@ def test_dagbag_has_no_import_errors_and_every_dag_is_documented(af_env):
         " 'dags': {d.dag_id: {'tags': sorted(d.tags), 'doc': bool(d.doc_md),"
         " 'retries': [t.retries for t in d.tasks], 'max_active_runs': d.max_active_runs,"
         " 'timetable': type(d.timetable).__name__,"
-        " 'push': [sorted(t.upstream_task_ids), getattr(t.trigger_rule, 'value', t.trigger_rule)]"
-        " if (t := d.task_dict.get('push_dynatrace')) else None} for d in b.dags.values()}}))"
+        " 'rules': {i: [sorted(t.upstream_task_ids), getattr(t.trigger_rule, 'value', t.trigger_rule)]"
+        " for i, t in d.task_dict.items() if i in ('push_dynatrace', 'performance_failed')}}"
+        " for d in b.dags.values()}}))"
     )
     done = subprocess.run([sys.executable, "-c", code], env=af_env, capture_output=True, text=True, check=True)
     bag = json.loads(done.stdout.strip().splitlines()[-1])
@@ -101,7 +102,9 @@ def test_dagbag_has_no_import_errors_and_every_dag_is_documented(af_env):
     assert monitor["max_active_runs"] == 1
     assert monitor["timetable"] == "DeltaDataIntervalTimetable"
     # the push sends what model_performance queued, and runs whatever the other tasks' outcome
-    assert monitor["push"] == [["compute_interval", "model_performance"], "all_done"]
+    assert monitor["rules"]["push_dynatrace"] == [["compute_interval", "model_performance"], "all_done"]
+    # model_performance is no longer a leaf: this leaf fails the run when it fails
+    assert monitor["rules"]["performance_failed"] == [["model_performance"], "one_failed"]
 
 
 def test_monitoring_runs_retrain_once_and_never_on_bad_data(af_env, seeded_url):

@@ -159,7 +159,7 @@ def _fill(conn: psycopg.Connection, start: datetime, end: datetime) -> None:
     for metric, value in zip(PERF_METRICS, (4.2, 3.1, 0.91, 0.88), strict=True):
         conn.execute(
             "INSERT INTO monitoring.model_performance (endpoint_id, window_start, window_end, segment, metric,"
-            " value) VALUES (%s, %s, %s, 'all', %s, %s)",
+            " value, label_count) VALUES (%s, %s, %s, 'all', %s, %s, 120)",
             (*w, metric, value),
         )
 

@@ -414,7 +414,7 @@ def _fill_summary(conn: psycopg.Connection) -> None:
     for segment, metric, value in [("all", "rmse", 3.5), ("all", "r2 score", 0.8), ("high", "rmse", 9.0)]:
         conn.execute(
             "INSERT INTO monitoring.model_performance (endpoint_id, window_start, window_end, segment, metric,"
-            " value) VALUES ('ep-1', %s, %s, %s, %s, %s)",
+            " value, label_count) VALUES ('ep-1', %s, %s, %s, %s, %s, 40)",
             (*w, segment, metric, value),
         )
 
@@ -454,30 +454,38 @@ def test_performance_lines_carry_the_latest_labelled_window_stamped_now(conn: ps
     _fill_summary(conn)  # performance of [11:00, 12:00): rmse 3.5, 'r2 score' 0.8, segment 'high' ignored
     older = (W_START - timedelta(hours=1), W_START)
     conn.execute("INSERT INTO monitoring.model_performance (endpoint_id, window_start, window_end, segment, metric,"
-                 " value, label_count) VALUES ('ep-1', %s, %s, 'all', 'rmse', 9.9, 10)", older)
+                 " value, label_count) VALUES ('ep-1', %s, %s, 'all', 'rmse', 9.9, 100)", older)
     conn.execute("INSERT INTO monitoring.interval_runs (endpoint_id, window_start, window_end, status, model_version,"
                  " library_version, started_at, finished_at, duration_s) VALUES ('ep-1', %s, %s, 'ok', '2', 'x',"
                  " now(), now(), 0)", (W_START, W_END))
+    cfg = EndpointConfig.model_validate({**make_cfg().model_dump(by_alias=True), "labels": {"table": "public.l"}})
     run_end = W_END + timedelta(hours=5)  # labels land hours later: stamped with the run, not the window
-    batch = build_performance_lines(conn, make_cfg(), run_end, W_START - timedelta(days=1), "3")
+    batch = build_performance_lines(conn, cfg, run_end, W_START - timedelta(days=1), "3")
     parsed = [parse_line(m.line) for m in batch.lines]
     assert {(p.key, p.value) for p in parsed} == {("mlmon.performance.rmse", 3.5),
-                                                 ("mlmon.performance.r2_score", 0.8)}
+                                                 ("mlmon.performance.r2_score", 0.8),
+                                                 ("mlmon.performance.labels", 40)}
     assert {p.timestamp_ms for p in parsed} == {int(run_end.timestamp() * 1000)}
     assert {p.dimensions["model_version"] for p in parsed} == {"2"}  # the version that served the window
+    # under labels.min_count (default 30) the window is not pushed: the older one with 100 labels is
+    conn.execute("UPDATE monitoring.model_performance SET label_count = 29 WHERE window_start = %s", (W_START,))
+    fewer = build_performance_lines(conn, cfg, run_end, W_START - timedelta(hours=2), "3").lines
+    fewer = [parse_line(m.line) for m in fewer]
+    assert {(p.key, p.value) for p in fewer} == {("mlmon.performance.rmse", 9.9), ("mlmon.performance.labels", 100)}
+    conn.execute("UPDATE monitoring.model_performance SET label_count = 40 WHERE window_start = %s", (W_START,))
     # beyond the horizon, or a config without the metric: nothing
-    assert build_performance_lines(conn, make_cfg(), run_end, W_END, "3").lines == ()
+    assert build_performance_lines(conn, cfg, run_end, W_END, "3").lines == ()
     assert build_performance_lines(conn, make_cfg(metrics=["general_drift"]), run_end, W_START, "3").lines == ()
 
     # both families of one window are staged apart: re-staging either leaves the other's pending lines
-    prefix = performance_key_prefix(make_cfg())
-    interval = build_interval_lines(conn, make_cfg(), W_START, W_END, "3")
-    own = build_performance_lines(conn, make_cfg(), W_END, W_START, "3")
-    assert stage_lines(conn, "ep-1", W_START, W_END, own, family=(prefix, True)) == 2
+    prefix = performance_key_prefix(cfg)
+    interval = build_interval_lines(conn, cfg, W_START, W_END, "3")
+    own = build_performance_lines(conn, cfg, W_END, W_START, "3")
+    assert stage_lines(conn, "ep-1", W_START, W_END, own, family=(prefix, True)) == 3
     assert stage_lines(conn, "ep-1", W_START, W_END, interval, family=(prefix, False)) == len(interval)
     assert stage_lines(conn, "ep-1", W_START, W_END, interval, family=(prefix, False)) == len(interval)
     conn.commit()
-    assert outbox_status(conn) == {"pending": len(interval) + 2}
+    assert outbox_status(conn) == {"pending": len(interval) + 3}
 
 
 def test_build_interval_lines_emits_only_configured_metrics(conn: psycopg.Connection) -> None:

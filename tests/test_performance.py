@@ -10,7 +10,13 @@ import psycopg
 import pytest
 
 from monitoring_lib.errors import SourceError
-from monitoring_lib.performance import classification_metrics, recompute_recent, regression_metrics, usable
+from monitoring_lib.performance import (
+    classification_metrics,
+    is_score,
+    recompute_recent,
+    regression_metrics,
+    usable,
+)
 from monitoring_lib.runner import run_interval
 from monitoring_lib.validation import check_columns
 from tests.sources import WINDOW_END, WINDOW_START, make_config
@@ -125,6 +131,16 @@ def test_scores_outside_zero_one_and_fractional_labels_are_counted_not_fatal(con
         assert stored[("all", metric)] == (pytest.approx(value), 97)
 
 
+def test_scores_with_exact_zeros_and_ones_are_read_as_scores_in_every_segment():
+    """Tree ensembles emit exact 0 and 1 among their scores: the window is one reading, not a majority vote."""
+    pred = np.array([1, 0, 1, 1, 0, 1, 0.9, 0.8, 0.7, 0.2])
+    y = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 0], dtype=float)
+    assert is_score(pred) and usable("classification", y, pred).all()
+    # a segment that happens to hold mostly exact values keeps the window's reading
+    metrics = classification_metrics(np.array([1, 1, 1, 0.0]), np.array([0.8, 1, 1, 0]), True)
+    assert metrics["accuracy"] == 1.0 and metrics["roc_auc"] == 1.0
+
+
 def test_class_id_predictions_keep_their_reading_despite_one_fractional_value():
     y = np.array([0, 1, 1, 0, 1, 2, 2, 0], dtype=float)
     pred = np.array([0, 1, 0, 0, 1, 2, 1, 0.4])
@@ -225,7 +241,7 @@ def test_performance_reaches_dynatrace_hours_after_its_window(conn, db_url):
     run_interval(db_url, cfg, WINDOW_START, WINDOW_END)
     run_interval(db_url, cfg, WINDOW_END, run_end)
     result = recompute_recent(db_url, cfg, run_end, WINDOW_END)
-    assert result["windows"] == 1 and result["dynatrace_lines"] == 5  # mae, rmse, mape, r2, unusable_rows
+    assert result["windows"] == 1 and result["dynatrace_lines"] == 6  # mae, rmse, mape, r2, unusable_rows, labels
     run_interval(db_url, cfg, WINDOW_END, run_end)  # a re-run of the interval keeps them queued
 
     token = "dt0c01.TESTPUBLIC.secret"
@@ -234,9 +250,10 @@ def test_performance_reaches_dynatrace_hours_after_its_window(conn, db_url):
         assert report.ok and report.expired > 0  # the first window's own lines are over an hour old
         performance = [p for p in map(parse_line, server.accepted) if ".performance." in p.key]
     stored = _stored(conn)
-    assert len(performance) == 5
+    assert len(performance) == 6
     assert {p.key.rsplit(".", 1)[1]: p.value for p in performance} == {
-        m: pytest.approx(stored[("all", m)][0]) for m in ("mae", "rmse", "mape", "r2", "unusable_rows")}
+        "labels": stored[("all", "mae")][1],
+        **{m: pytest.approx(stored[("all", m)][0]) for m in ("mae", "rmse", "mape", "r2", "unusable_rows")}}
     assert {p.timestamp_ms for p in performance} == {int(run_end.timestamp() * 1000)}
     # the next run sends the same latest labelled window again, as a current point
-    assert recompute_recent(db_url, cfg, run_end + timedelta(hours=1))["dynatrace_lines"] == 5
+    assert recompute_recent(db_url, cfg, run_end + timedelta(hours=1))["dynatrace_lines"] == 6

@@ -191,7 +191,8 @@ def performance_key_prefix(cfg: EndpointConfig) -> str:
 def build_performance_lines(
     conn: psycopg.Connection, cfg: EndpointConfig, run_end: datetime, since: datetime, model_version: str
 ) -> LineBatch:
-    """The latest labelled window's performance (segment 'all'), stamped with the run's window end.
+    """The newest window's performance with `labels.min_count` labels (segment 'all'), stamped with the run's
+    window end, and the count as `performance.labels`.
 
     A window's own lines leave before its labels land, and Dynatrace takes no point over an hour old, so
     each run re-sends the newest known performance as a current gauge: the series stays continuous and
@@ -200,16 +201,18 @@ def build_performance_lines(
     """
     if not cfg.dynatrace.enabled or "model_performance" not in cfg.dynatrace.metrics:
         return LineBatch(())
+    # a window whose first few labels just landed would make the series flap: it needs labels.min_count
     latest = conn.execute(
-        "SELECT p.window_start, p.window_end, r.model_version FROM monitoring.model_performance p"
+        "SELECT p.window_start, p.window_end, r.model_version, p.label_count FROM monitoring.model_performance p"
         " LEFT JOIN monitoring.interval_runs r USING (endpoint_id, window_start, window_end)"
         " WHERE p.endpoint_id = %s AND p.segment = 'all' AND p.window_end <= %s AND p.window_end > %s"
-        " ORDER BY p.window_end DESC LIMIT 1",
-        (cfg.endpoint_id, run_end, since),
+        " AND p.label_count >= %s ORDER BY p.window_end DESC LIMIT 1",
+        (cfg.endpoint_id, run_end, since, cfg.labels.min_count if cfg.labels else 1),
     ).fetchone()
     if latest is None:
         return LineBatch(())
     builder = _Builder(cfg, latest[2] or model_version, run_end)
+    builder.add("model_performance", latest[3], metric="labels")  # how many labels the values rest on
     for metric, value in conn.execute(
         "SELECT metric, value FROM monitoring.model_performance"
         " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND segment = 'all' ORDER BY metric",

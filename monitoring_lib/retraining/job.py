@@ -120,11 +120,14 @@ def retrain(url: str, cfg: EndpointConfig, conf: dict[str, Any]) -> dict[str, An
     # profile, promotion and record commit together: a retry after a crash finds either none of them
     # (and promotes once) or the record (and returns it), never a promoted model without its record
     with connect(url) as conn, conn.transaction():
-        conn.execute("SELECT 1 FROM monitoring.model_endpoints WHERE endpoint_id = %s FOR UPDATE",
-                     (cfg.endpoint_id,))
+        locked = conn.execute("SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s"
+                              " FOR UPDATE", (cfg.endpoint_id,)).fetchone()
         done = _recorded(conn, cfg, start, end)
         if done:
             return done
+        if locked is None or str(locked[0]) != current_version:
+            raise MonitoringError(f"{cfg.endpoint_id}: the served model changed from {current_version} while this "
+                                  "retraining ran; nothing was promoted, re-run the task to train against the new one")
         profile = save_profile(conn, fitted)
         conn.execute(
             "UPDATE monitoring.model_endpoints SET model_version = %s, model_artifact = %s, updated_at = now()"
