@@ -7,6 +7,7 @@ computed, so performance fills in as labels arrive and never double counts.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from psycopg import sql
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
+from monitoring_lib.endpoints import current_version
 from monitoring_lib.errors import SourceError
 from monitoring_lib.pushdown import as_number
 from monitoring_lib.source import NUMBER_OR_BOOL_TYPES, describe_relation, describe_source, qualified, source_relation
@@ -109,17 +111,10 @@ def window_rows(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, str, f
     """
     pairs = _labelled_pairs(df)
     predictions = pairs["prediction"].to_numpy(dtype=float)
-    if cfg.model.task == "regression":
-        compute = regression_metrics
-        keep = usable("regression", pairs["label"].to_numpy(dtype=float), predictions)
-    else:
-        score = is_score(predictions)
-
-        def compute(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-            return classification_metrics(y, pred, score)
-
-        keep = usable("classification", pairs["label"].to_numpy(dtype=float), predictions, score)
-    used = pairs[keep]
+    task = cfg.model.task
+    score = task != "regression" and is_score(predictions)  # one reading for the window and all its segments
+    compute = regression_metrics if task == "regression" else partial(classification_metrics, score=score)
+    used = pairs[usable(task, pairs["label"].to_numpy(dtype=float), predictions, score)]
     rows = [("all", UNUSABLE, float(len(pairs) - len(used)), len(used))]
     for segment, part in _segments(used, cfg):
         if part.empty:
@@ -223,7 +218,6 @@ def _stage_dynatrace(conn: psycopg.Connection, cfg: EndpointConfig, start: datet
     from monitoring_lib.dynatrace.outbox import stage_lines
 
     with conn.transaction():
-        current = conn.execute("SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s",
-                               (cfg.endpoint_id,)).fetchone()
-        batch = build_performance_lines(conn, cfg, end, since, current[0] if current else cfg.model.version)
+        served = current_version(conn, cfg.endpoint_id) or cfg.model.version
+        batch = build_performance_lines(conn, cfg, end, since, served)
         return stage_lines(conn, cfg.endpoint_id, start, end, batch, family=(performance_key_prefix(cfg), True))
