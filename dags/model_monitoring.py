@@ -11,7 +11,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, DeltaDataIntervalTimetable, Param, PokeReturnValue, dag, task
 
-from monitoring_lib.config import load_each
+from monitoring_lib.config import format_duration, load_each
 
 DOC = """### Monitoring of `{e}` ({p}, model `{m}`)
 Every {i}: wait for the window's late rows, then **compute_interval** (extract, GX quality, drift, summaries,
@@ -34,7 +34,8 @@ def build(cfg):  # noqa: ANN001, ANN201
     @dag(dag_id=f"monitor__{e}", schedule=DeltaDataIntervalTimetable(cfg.schedule.interval),
          start_date=cfg.schedule.start_date, catchup=cfg.schedule.catchup, max_active_runs=1,
          tags=["model-monitoring", cfg.project, e], render_template_as_native_obj=True,
-         doc_md=DOC.format(e=e, p=cfg.project, m=cfg.model.name, i=cfg.schedule.interval, t=cfg.retraining.target_dag),
+         doc_md=DOC.format(e=e, p=cfg.project, m=cfg.model.name, i=format_duration(cfg.schedule.interval),
+                           t=cfg.retraining.target_dag),
          default_args={"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
                        "max_retry_delay": timedelta(minutes=15)},
          params={"window_start": Param(None, type=["null", "string"], description="ISO start (manual runs)"),

@@ -116,13 +116,14 @@ def cmd_run_interval(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from monitoring_lib.config import get_endpoint
+    from monitoring_lib.config import format_duration, get_endpoint
     from monitoring_lib.runner import run_interval, windows
 
     cfg = get_endpoint(args.endpoint, args.config_dir)
     spans = windows(args.start, args.end, cfg.schedule.interval)
     if not spans:
-        raise MonitoringError(f"no whole {cfg.schedule.interval} interval between {args.start} and {args.end}")
+        raise MonitoringError(f"no whole {format_duration(cfg.schedule.interval)} interval between {args.start}"
+                              f" and {args.end}")
     with database() as url:
         for start, end in tqdm(spans, desc=f"backfill {cfg.endpoint_id}", unit="interval", file=sys.stderr):
             report = run_interval(url, cfg, start, end)
