@@ -22,14 +22,18 @@ log = logging.getLogger(__name__)
 
 
 def database_url() -> str:
-    """`MLMON_DATABASE_URL` if set, else the `monitoring_db` Airflow Connection (a postgres URI)."""
+    """`MLMON_DATABASE_URL` if set, else the `monitoring_db` Airflow Connection (environment, secrets backend
+    or metadata database), turned into a URL the way `mlmon` reads `AIRFLOW_CONN_MONITORING_DB`."""
     url = os.environ.get(DATABASE_URL_ENV)
     if url:
         return url
     from airflow.sdk import BaseHook
 
+    from monitoring_lib.db import connection_url
+
     conn = BaseHook.get_connection(MONITORING_CONN_ID)
-    return conn.get_uri().replace("postgres://", "postgresql://", 1)
+    return connection_url(conn.conn_type, conn.host, conn.login, conn.password, conn.port, conn.schema,
+                          conn.extra_dejson)
 
 
 @contextlib.contextmanager
