@@ -11,7 +11,7 @@ from airflow.sdk import dag
 from monitoring_lib.config import load_each
 from monitoring_lib.errors import ConfigError
 
-_problems = load_each()[1]  # invalid files and endpoint ids defined in two files
+_problems = load_each()[1]  # invalid files, and the newer file of an endpoint id defined twice
 if _problems:
     raise ConfigError(_problems)
 

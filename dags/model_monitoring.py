@@ -11,13 +11,16 @@ from datetime import timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, DeltaDataIntervalTimetable, Param, PokeReturnValue, dag, task
 
-from monitoring_lib.config import load_each
+from mlmon_airflow import record_retraining_trigger, refuse_paused_target
+from monitoring_lib.config import format_duration, load_each
 
 DOC = """### Monitoring of `{e}` ({p}, model `{m}`)
 Every {i}: wait for the window's late rows, then **compute_interval** (extract, GX quality, drift, summaries,
 Dynatrace outbox, in one transaction; split models first map **summarise_group** over feature groups),
 **model_performance** (late labels), **push_dynatrace**, **decide_retraining** → **trigger_retraining** (`{t}`,
-deterministic run id: re-runs never retrain twice).
+deterministic run id: re-runs never retrain twice). `{t}` starts paused in a default Airflow: unpause it once
+(`airflow dags unpause {t}`); until then trigger_retraining fails at once and the decision is recorded as
+`trigger_failed` in `monitoring.retraining_events`, which starts no cooldown.
 
 Triage: *compute_interval* failed without retry = critical data-quality failure or bad config (see
 `monitoring.data_quality_results`, `mlmon validate-config`); retrying = database unreachable.
@@ -34,7 +37,8 @@ def build(cfg):  # noqa: ANN001, ANN201
     @dag(dag_id=f"monitor__{e}", schedule=DeltaDataIntervalTimetable(cfg.schedule.interval),
          start_date=cfg.schedule.start_date, catchup=cfg.schedule.catchup, max_active_runs=1,
          tags=["model-monitoring", cfg.project, e], render_template_as_native_obj=True,
-         doc_md=DOC.format(e=e, p=cfg.project, m=cfg.model.name, i=cfg.schedule.interval, t=cfg.retraining.target_dag),
+         doc_md=DOC.format(e=e, p=cfg.project, m=cfg.model.name, i=format_duration(cfg.schedule.interval),
+                           t=cfg.retraining.target_dag),
          default_args={"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
                        "max_retry_delay": timedelta(minutes=15)},
          params={"window_start": Param(None, type=["null", "string"], description="ISO start (manual runs)"),
@@ -88,11 +92,13 @@ def build(cfg):  # noqa: ANN001, ANN201
             with task_errors():
                 return decide_for_report(database_url(), cfg, report)
 
-        trigger = TriggerDagRunOperator(
+        trigger = TriggerDagRunOperator(  # records its outcome on the decision: a failed one starts no cooldown
             task_id="trigger_retraining", trigger_dag_id=cfg.retraining.target_dag,
             trigger_run_id="{{ ti.xcom_pull(task_ids='decide_retraining')['run_id'] }}",
             conf="{{ ti.xcom_pull(task_ids='decide_retraining') }}",
-            skip_when_already_exists=True, fail_when_dag_is_paused=True, retries=2)
+            skip_when_already_exists=True, fail_when_dag_is_paused=True, retries=2, pre_execute=refuse_paused_target,
+            on_success_callback=record_retraining_trigger, on_skipped_callback=record_retraining_trigger,
+            on_failure_callback=record_retraining_trigger)
         window, n = wait_for_data(), len(cfg.feature_groups())
         groups = summarise_group.partial(window=window).expand(group=list(range(n))) if n else None
         report = compute_interval(window, groups)

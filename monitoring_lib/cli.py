@@ -1,8 +1,9 @@
 """`mlmon`: the command line for everything the DAGs do, usable with no scheduler running.
 
-Without `MLMON_DATABASE_URL` the commands use an embedded PostgreSQL kept under `.mlmon/` (or
-`MLMON_HOME`), so a newcomer can try everything on a laptop. Errors print one line per problem and
-exit non-zero; tracebacks are for bugs, not for bad input or a down database.
+The commands use the database the DAGs use: `MLMON_DATABASE_URL`, else the `monitoring_db` Connection
+in `AIRFLOW_CONN_MONITORING_DB` (URI or JSON). Without either they use an embedded PostgreSQL kept under
+`.mlmon/` (or `MLMON_HOME`), so a newcomer can try everything on a laptop, and say so. Errors print one
+line per problem and exit non-zero; tracebacks are for bugs, not for bad input or a down database.
 """
 
 from __future__ import annotations
@@ -28,13 +29,23 @@ def mlmon_home() -> Path:
 
 @contextlib.contextmanager
 def database(upgrade_embedded: bool = True) -> Iterator[str]:
-    """The configured database, or the project-local embedded one (created and migrated on first use)."""
-    from monitoring_lib.db import DATABASE_URL_ENV, connect, database_url
+    """The database the DAGs use, named on stderr (redacted); without one, the project-local embedded one
+    (created and migrated on first use), said loudly: its tables are not the ones the DAGs write."""
+    from monitoring_lib.db import AIRFLOW_CONN_ENV, DATABASE_URL_ENV, EmbeddedPostgres, configured_database, redact
 
-    embedded = not os.environ.get(DATABASE_URL_ENV)
-    with database_url(embedded_dir=mlmon_home()) as url:
-        if embedded and upgrade_embedded:
+    found = configured_database()
+    if found is not None:
+        url, source = found
+        print(f"mlmon: database {redact(url)} (from {source})", file=sys.stderr)
+        yield url
+        return
+    home = mlmon_home()
+    print(f"mlmon: no {DATABASE_URL_ENV} or {AIRFLOW_CONN_ENV} (monitoring_db Connection) set: using the embedded"
+          f" database under {home}, not the one the DAGs use", file=sys.stderr)
+    with EmbeddedPostgres(home) as url:
+        if upgrade_embedded:
             from monitoring_lib import migrations
+            from monitoring_lib.db import connect
 
             with connect(url) as conn:
                 migrations.upgrade(conn)
@@ -116,13 +127,14 @@ def cmd_run_interval(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from monitoring_lib.config import get_endpoint
+    from monitoring_lib.config import format_duration, get_endpoint
     from monitoring_lib.runner import run_interval, windows
 
     cfg = get_endpoint(args.endpoint, args.config_dir)
     spans = windows(args.start, args.end, cfg.schedule.interval)
     if not spans:
-        raise MonitoringError(f"no whole {cfg.schedule.interval} interval between {args.start} and {args.end}")
+        raise MonitoringError(f"no whole {format_duration(cfg.schedule.interval)} interval between {args.start}"
+                              f" and {args.end}")
     with database() as url:
         for start, end in tqdm(spans, desc=f"backfill {cfg.endpoint_id}", unit="interval", file=sys.stderr):
             report = run_interval(url, cfg, start, end)

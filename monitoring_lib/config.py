@@ -46,6 +46,26 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
+_PARTS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def format_duration(value: timedelta) -> str:
+    """A duration as a person writes it, largest units first: '1 day', '1 hour 30 minutes', '45 seconds'.
+
+    For every message a user reads; `str(timedelta)` gives `1:00:00` or `1 day, 0:00:00`.
+    """
+    if value < timedelta(0):
+        return f"minus {format_duration(-value)}"
+    if value < timedelta(seconds=1):
+        return f"{value.total_seconds():g} seconds"
+    left, parts = int(value.total_seconds()), []
+    for name, size in _PARTS:
+        count, left = divmod(left, size)
+        if count:
+            parts.append(f"{count} {name}{'' if count == 1 else 's'}")
+    return " ".join(parts)
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
@@ -390,9 +410,10 @@ class EndpointConfig(_Frozen):
                                  "the feature groups")
         if self.dynatrace.enabled and self.schedule.grace_period > DYNATRACE_LATEST_GRACE:
             raise ValueError(
-                f"schedule.grace_period: {self.schedule.grace_period} is too long while dynatrace.enabled is true;"
-                " Dynatrace accepts data points at most one hour old, lines carry the window end, and the push"
-                f" follows the grace period: keep it at most {DYNATRACE_LATEST_GRACE} or disable dynatrace")
+                f"schedule.grace_period: {format_duration(self.schedule.grace_period)} is too long while"
+                " dynatrace.enabled is true; Dynatrace accepts data points at most one hour old, lines carry the"
+                " window end, and the push follows the grace period: keep it at most"
+                f" {format_duration(DYNATRACE_LATEST_GRACE)} or disable dynatrace")
         return self
 
 
@@ -449,28 +470,38 @@ def config_files(directory: str | Path | None = None) -> list[Path]:
     return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
 
 
+def _age_key(file: Path) -> tuple[int, str]:
+    """Older first: modification time, then file name when two files share one."""
+    return file.stat().st_mtime_ns, file.name
+
+
 def load_each(directory: str | Path | None = None) -> tuple[dict[str, EndpointConfig], list[str]]:
-    """Every valid config by endpoint id, and every problem found, so a user fixes them in one pass."""
+    """Every valid config by endpoint id, and every problem found, so a user fixes them in one pass.
+
+    An endpoint_id defined in several files keeps the config of the oldest file (modification time, ties
+    broken by file name) and reports the others: a copied config whose endpoint_id was not changed is
+    newer, so it never takes the running endpoint's DAG away. Parsing may not ask a database which file
+    served the endpoint before, so the file's age stands for it.
+    """
     directory = Path(directory) if directory else config_dir()
     if not directory.is_dir():
         return {}, [f"{directory}: (directory): config directory does not exist"]
-    configs: dict[str, EndpointConfig] = {}
     problems: list[str] = []
-    defined: dict[str, str] = {}
+    by_id: dict[str, list[EndpointConfig]] = {}
     for file in config_files(directory):
         try:
             cfg = load_endpoint_config(file)
         except ConfigError as exc:
             problems += exc.problems
             continue
-        if cfg.endpoint_id in defined:
-            # which file is meant cannot be known: neither is used until one is renamed
-            configs.pop(cfg.endpoint_id, None)
-            problems.append(f"{file}: endpoint_id: '{cfg.endpoint_id}' is already defined in "
-                            f"{defined[cfg.endpoint_id]}; neither file is used until one is changed")
-            continue
-        defined[cfg.endpoint_id] = str(file)
-        configs[cfg.endpoint_id] = cfg
+        by_id.setdefault(cfg.endpoint_id, []).append(cfg)
+    configs: dict[str, EndpointConfig] = {}
+    for endpoint_id, defined in by_id.items():
+        kept, *others = sorted(defined, key=lambda c: _age_key(Path(c.source_file)))
+        configs[endpoint_id] = kept
+        problems += [f"{other.source_file}: endpoint_id: '{endpoint_id}' is already defined in the older file "
+                     f"{kept.source_file}, which is kept; this file is not used until its endpoint_id is changed"
+                     for other in others]
     return configs, problems
 
 

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from monitoring_lib.errors import DatabaseUnavailableError
+from monitoring_lib.errors import ConfigError, DatabaseUnavailableError
 
 DATABASE_URL_ENV = "MLMON_DATABASE_URL"
+# the `monitoring_db` Connection as Airflow reads it from the environment (a URI or JSON)
+AIRFLOW_CONN_ENV = "AIRFLOW_CONN_MONITORING_DB"
 _SHOWN = ("host", "port", "dbname", "user")
+# extras PostgresHook reads itself; it passes every other extra to libpq as a connection parameter
+_HOOK_EXTRAS = {"cursor", "sqlalchemy_scheme", "sqlalchemy_query"}
+_UNSUPPORTED_EXTRAS = {"iam", "redshift", "redshift-serverless", "azure_conn_id"}
 
 
 def redact(url: str) -> str:
@@ -26,6 +33,81 @@ def redact(url: str) -> str:
     except psycopg.ProgrammingError:
         return "(a connection string that cannot be parsed)"
     return " ".join(f"{k}={parts[k]}" for k in _SHOWN if parts.get(k)) or "(default connection parameters)"
+
+
+def connection_url(conn_type: str | None, host: str | None, login: str | None, password: str | None,
+                   port: int | str | None, schema: str | None, extra: Mapping[str, Any] | None = None) -> str:
+    """A postgresql URL from an Airflow Connection's fields, connecting as PostgresHook would: login and
+    password URL-encoded, the extras as libpq parameters. Shared by the DAG tasks and the CLI so both
+    reach the same database from the same Connection."""
+    if conn_type not in ("postgres", "postgresql"):
+        raise ConfigError([f"the monitoring_db Connection is of type '{conn_type or ''}', expected postgres"])
+    extra = dict(extra or {})
+    unsupported = sorted(k for k in _UNSUPPORTED_EXTRAS if extra.get(k))
+    if unsupported:
+        raise ConfigError([f"the monitoring_db Connection sets {unsupported}: cloud token logins are not supported,"
+                           f" set {DATABASE_URL_ENV} instead"])
+    user = quote(login or "", safe="") + (f":{quote(password, safe='')}" if password else "")
+    where = quote(host or "", safe="")
+    if ":" in (host or "") and not (host or "").startswith("/"):
+        where = f"[{host}]"  # an IPv6 address
+    try:
+        where += f":{int(port)}" if port not in (None, "") else ""
+    except ValueError:
+        raise ConfigError([f"the monitoring_db Connection's port is not a number: {port!r}"]) from None
+    query = urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in extra.items()
+                       if k not in _HOOK_EXTRAS and k not in _UNSUPPORTED_EXTRAS and v is not None})
+    path = f"/{quote(schema, safe='')}" if schema else "/"
+    return f"postgresql://{f'{user}@' if user else ''}{where}{path}{f'?{query}' if query else ''}"
+
+
+def airflow_connection_url(value: str) -> str:
+    """The URL of a Connection written the ways Airflow reads `AIRFLOW_CONN_*`: JSON
+    (`{"conn_type": "postgres", "host": ..., "login": ..., "password": ..., "port": ..., "schema": ...}`)
+    or a URI (`postgresql://login:password@host:port/schema?extra=value`, `__extra__` holding JSON).
+    Errors never quote the value: it holds a password."""
+    text = value.strip()
+    try:
+        if text.startswith("{"):
+            fields = json.loads(text)
+            extra = fields.get("extra") or {}
+            extra = json.loads(extra) if isinstance(extra, str) else extra
+            return connection_url(fields.get("conn_type"), fields.get("host"), fields.get("login"),
+                                  fields.get("password"), fields.get("port"), fields.get("schema"), extra)
+        parts = urlsplit(text)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        extra = json.loads(query["__extra__"]) if "__extra__" in query else query
+        return connection_url(parts.scheme.replace("-", "_"), _uri_host(parts),
+                              unquote(parts.username or ""), unquote(parts.password or ""), parts.port,
+                              unquote(parts.path[1:]), extra)
+    except ConfigError as exc:
+        raise ConfigError([f"{AIRFLOW_CONN_ENV}: {p}" for p in exc.problems]) from None
+    except (ValueError, AttributeError, TypeError):  # JSONDecodeError is a ValueError; so is a bad port
+        raise ConfigError([f"{AIRFLOW_CONN_ENV}: neither a connection URI nor a JSON connection"]) from None
+
+
+def _uri_host(parts: SplitResult) -> str:
+    """The host as Airflow reads it from a URI: a socket directory (`%2Ftmp%2Fpg`) keeps its case."""
+    host = unquote(parts.hostname or "")
+    if "/" in host:
+        host = unquote(parts.netloc.rsplit("@", 1)[-1].split(":", 1)[0])
+    return host
+
+
+def configured_database() -> tuple[str, str] | None:
+    """The monitoring database the DAGs use, outside Airflow: (url, where it was found), or None.
+
+    `MLMON_DATABASE_URL` first, as in the tasks, then the `monitoring_db` Connection from
+    `AIRFLOW_CONN_MONITORING_DB`. A Connection kept in Airflow's metadata database or a secrets
+    backend is out of reach here (this library never imports Airflow): export one of the two.
+    """
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return url, DATABASE_URL_ENV
+    value = os.environ.get(AIRFLOW_CONN_ENV)
+    if value:
+        return airflow_connection_url(value), f"{AIRFLOW_CONN_ENV} (the monitoring_db Connection)"
+    return None
 
 
 def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 10) -> psycopg.Connection:
@@ -80,14 +162,3 @@ class EmbeddedPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def database_url(env_var: str = DATABASE_URL_ENV, embedded_dir: str | Path | None = None) -> Iterator[str]:
-    """Yield the configured database URL, or start an embedded server for the duration."""
-    url = os.environ.get(env_var)
-    if url:
-        yield url
-        return
-    with EmbeddedPostgres(embedded_dir) as embedded_url:
-        yield embedded_url

@@ -22,14 +22,44 @@ log = logging.getLogger(__name__)
 
 
 def database_url() -> str:
-    """`MLMON_DATABASE_URL` if set, else the `monitoring_db` Airflow Connection (a postgres URI)."""
+    """`MLMON_DATABASE_URL` if set, else the `monitoring_db` Airflow Connection (environment, secrets backend
+    or metadata database), turned into a URL the way `mlmon` reads `AIRFLOW_CONN_MONITORING_DB`."""
     url = os.environ.get(DATABASE_URL_ENV)
     if url:
         return url
     from airflow.sdk import BaseHook
 
+    from monitoring_lib.db import connection_url
+
     conn = BaseHook.get_connection(MONITORING_CONN_ID)
-    return conn.get_uri().replace("postgres://", "postgresql://", 1)
+    return connection_url(conn.conn_type, conn.host, conn.login, conn.password, conn.port, conn.schema,
+                          conn.extra_dejson)
+
+
+def refuse_paused_target(context) -> None:  # noqa: ANN001 - Airflow's task context
+    """pre_execute of trigger_retraining: a paused target fails at once (no retry) and says how to unpause it."""
+    dag_id = context["task"].trigger_dag_id
+    if context["ti"].get_dag(dag_id).is_paused:
+        raise AirflowFailException(
+            f"the retraining DAG '{dag_id}' is paused (Airflow pauses a new DAG unless"
+            f" dags_are_paused_at_creation is off), so no retraining run was started: unpause it with"
+            f" `airflow dags unpause {dag_id}` (or its toggle in the UI), then clear this task. The decision is"
+            " recorded as trigger_failed, so it does not start the retraining cooldown")
+
+
+def record_retraining_trigger(context) -> None:  # noqa: ANN001 - Airflow's task context
+    """Success, skipped and failure callback of trigger_retraining: stores whether the retraining run started
+    (skipped means the run already exists), so a failed trigger never starts a cooldown."""
+    from monitoring_lib.retraining.decisions import record_trigger
+
+    ti = context["ti"]
+    conf = ti.xcom_pull(task_ids="decide_retraining")
+    error = None
+    if str(getattr(ti.state, "value", ti.state)) == "failed":
+        exc = context.get("exception")
+        error = (str(exc) or type(exc).__name__) if exc is not None else "the trigger failed"
+    outcome = record_trigger(database_url(), conf, error)
+    log.info("retraining run %s for %s: %s", conf["run_id"], conf["endpoint_id"], outcome)
 
 
 @contextlib.contextmanager

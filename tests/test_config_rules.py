@@ -4,8 +4,10 @@ the file and the field, instead of silently producing results that cannot be rig
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,56 +61,88 @@ def test_a_grace_period_past_what_dynatrace_accepts_is_refused(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_endpoint_config(path)
     (problem,) = info.value.problems
-    assert "schedule.grace_period: 0:55:00 is too long while dynatrace.enabled is true" in problem
+    assert "schedule.grace_period: 55 minutes is too long while dynatrace.enabled is true" in problem
+    assert "keep it at most 40 minutes" in problem
     assert problem.startswith(str(path))
     cfg = load_endpoint_config(write_config(tmp_path, schedule={"grace_period": "55m"}, dynatrace={"enabled": False}))
     assert cfg.schedule.grace_period.total_seconds() == 55 * 60
 
 
 def _config_dir(tmp_path: Path) -> Path:
-    """A valid endpoint, a broken file, and one endpoint id defined in two files."""
+    """A valid endpoint, a broken file, and one endpoint id defined in two files: the production file
+    `d-twin.yaml` and, a day later, a copy `c-twin.yaml` whose endpoint_id was not changed (it sorts first)."""
     directory = tmp_path / "configs"
     directory.mkdir()
     data = yaml.safe_load(DEMO.read_text())
     (directory / "a-valid.yaml").write_text(yaml.safe_dump(data))
     (directory / "b-broken.yaml").write_text(yaml.safe_dump({**data, "endpoint_id": "broken", "schedule": {
         "interval": "not a duration"}}))
-    for name in ("c-twin.yaml", "d-twin.yaml"):
-        (directory / name).write_text(yaml.safe_dump({**data, "endpoint_id": "twin"}))
+    for name, project, age in (("d-twin.yaml", "production", 2 * 86400), ("c-twin.yaml", "copy", 86400)):
+        (directory / name).write_text(yaml.safe_dump({**data, "endpoint_id": "twin", "project": project}))
+        then = time.time() - age
+        os.utime(directory / name, (then, then))
     return directory
 
 
-def test_a_broken_file_does_not_stop_other_endpoints_and_a_twice_defined_id_is_refused(tmp_path):
+def test_a_broken_file_does_not_stop_other_endpoints_and_a_copied_id_keeps_the_older_file(tmp_path):
     directory = _config_dir(tmp_path)
     valid_id = yaml.safe_load(DEMO.read_text())["endpoint_id"]
     configs, problems = load_each(directory)
-    assert set(configs) == {valid_id}
+    assert set(configs) == {valid_id, "twin"}
     assert any("b-broken.yaml: schedule.interval" in p for p in problems)
-    assert any(p.startswith(f"{directory / 'd-twin.yaml'}: endpoint_id: 'twin' is already defined in "
-                            f"{directory / 'c-twin.yaml'}") for p in problems)
-    # the retraining task and the CLI look an endpoint up this way
+    assert f"{directory / 'c-twin.yaml'}: endpoint_id: 'twin' is already defined in the older file " \
+           f"{directory / 'd-twin.yaml'}, which is kept; this file is not used until its endpoint_id is changed" \
+           in problems
+    assert configs["twin"].project == "production"
+    # the retraining task and the CLI look an endpoint up this way, and agree with the monitoring DAG
     assert get_endpoint(valid_id, directory).endpoint_id == valid_id
-    with pytest.raises(ConfigError) as twin:
-        get_endpoint("twin", directory)
-    assert "already defined" in str(twin.value) and "no valid config for 'twin'" in str(twin.value)
+    twin = get_endpoint("twin", directory)
+    assert (twin.project, twin.source_file) == ("production", str(directory / "d-twin.yaml"))
     with pytest.raises(ConfigError, match="b-broken.yaml: schedule.interval"):
         get_endpoint("broken", directory)
 
 
+def test_twin_files_of_the_same_age_keep_the_first_by_name(tmp_path):
+    data = yaml.safe_load(DEMO.read_text())
+    for name in ("b.yaml", "a.yaml"):
+        (tmp_path / name).write_text(yaml.safe_dump({**data, "project": name}))
+        os.utime(tmp_path / name, ns=(1_700_000_000_000_000_000,) * 2)
+    configs, problems = load_each(tmp_path)
+    assert configs[data["endpoint_id"]].project == "a.yaml"
+    assert problems == [f"{tmp_path / 'b.yaml'}: endpoint_id: '{data['endpoint_id']}' is already defined in the "
+                        f"older file {tmp_path / 'a.yaml'}, which is kept; this file is not used until its "
+                        "endpoint_id is changed"]
+
+
+def test_validate_config_reports_a_copied_endpoint_id_as_an_error(tmp_path, capsys):
+    from monitoring_lib.cli import EXIT_CONFIG, main
+
+    directory = _config_dir(tmp_path)
+    assert main(["--config-dir", str(directory), "validate-config", "--no-db"]) == EXIT_CONFIG
+    out = capsys.readouterr().out
+    assert f"{directory / 'c-twin.yaml'}: endpoint_id: 'twin' is already defined in the older file " \
+           f"{directory / 'd-twin.yaml'}, which is kept" in out
+
+
 def test_airflow_parses_the_valid_endpoints_and_names_the_rest(tmp_path):
-    """The monitoring DAG file builds DAGs for valid endpoints only; the config check shows the problems."""
+    """The monitoring DAG file builds DAGs for valid endpoints, the twin from its older file; the config check
+    shows the problems, naming both twin files."""
     from monitoring_lib.demo.orchestrate import airflow_env
 
+    directory = _config_dir(tmp_path)
     env = {**airflow_env(tmp_path / "airflow", "postgresql://unused@localhost/none"),
-           "MLMON_CONFIG_DIR": str(_config_dir(tmp_path))}
+           "MLMON_CONFIG_DIR": str(directory)}
     code = ("import json, os; from airflow.dag_processing.dagbag import DagBag;"
             "b = DagBag(dag_folder=os.environ['AIRFLOW__CORE__DAGS_FOLDER']);"
-            "print(json.dumps({'dags': sorted(b.dag_ids),"
+            "print(json.dumps({'dags': sorted(b.dag_ids), 'twin_tags': sorted(b.dags['monitor__twin'].tags),"
             " 'errors': {os.path.basename(k): str(v) for k, v in b.import_errors.items()}}))")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     bag = json.loads(done.stdout.strip().splitlines()[-1])
     valid_id = yaml.safe_load(DEMO.read_text())["endpoint_id"]
-    assert bag["dags"] == sorted([f"monitor__{valid_id}", "model_retraining"])
+    assert bag["dags"] == sorted([f"monitor__{valid_id}", "monitor__twin", "model_retraining"])
+    assert "production" in bag["twin_tags"] and "copy" not in bag["twin_tags"]
     assert set(bag["errors"]) == {"config_check.py"}
-    assert "b-broken.yaml: schedule.interval" in bag["errors"]["config_check.py"]
-    assert "'twin' is already defined" in bag["errors"]["config_check.py"]
+    error = bag["errors"]["config_check.py"]
+    assert "b-broken.yaml: schedule.interval" in error
+    assert f"{directory / 'c-twin.yaml'}: endpoint_id: 'twin' is already defined in the older file " \
+           f"{directory / 'd-twin.yaml'}, which is kept" in error

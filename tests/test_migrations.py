@@ -40,3 +40,11 @@ def test_readonly_role_can_select_but_not_write(db_url):
             pass
         else:
             raise AssertionError("read-only role was allowed to delete")
+
+
+def test_decisions_keep_why_a_trigger_failed(db_url):
+    with psycopg.connect(db_url) as conn:
+        column = conn.execute(
+            "SELECT data_type, is_nullable FROM information_schema.columns WHERE table_schema = 'monitoring'"
+            " AND table_name = 'retraining_events' AND column_name = 'trigger_error'").fetchone()
+    assert column == ("text", "YES")

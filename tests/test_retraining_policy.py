@@ -1,6 +1,8 @@
 from datetime import datetime, timedelta, timezone
 
-from monitoring_lib.config import RetrainingConfig
+import pytest
+
+from monitoring_lib.config import RetrainingConfig, format_duration, parse_duration
 from monitoring_lib.retraining.policy import WindowOutcome, decide
 from monitoring_lib.schedule import resolve_window
 
@@ -37,7 +39,11 @@ def test_failed_quality_never_triggers_nor_counts_as_evidence():
 
 def test_cooldown_and_daily_cap():
     assert not decide(w(5), [w(3), w(4)], [T0 + 2 * H], POLICY).trigger
-    assert "cooldown" in decide(w(5), [w(3), w(4)], [T0 + 2 * H], POLICY).reasons[0]
+    assert decide(w(5), [w(3), w(4)], [T0 + 2 * H], POLICY).reasons == [
+        f"cooldown: retraining was triggered for the window ending {(T0 + 2 * H).isoformat()}, less than the"
+        " cooldown of 1 day before or after this one"]
+    d = decide(w(5), [w(3), w(4)], [T0 + 5 * H], RetrainingConfig(cooldown="90m"))
+    assert "less than the cooldown of 1 hour 30 minutes" in d.reasons[0]
     short = RetrainingConfig(cooldown="1h", daily_cap=1)
     d = decide(w(5), [w(3), w(4)], [T0 + 2 * H], short)
     assert not d.trigger and "daily cap of 1" in d.reasons[0]
@@ -88,3 +94,12 @@ def test_airflow_intervals_as_pendulum_datetimes_and_off_the_grid():
     assert resolve_window(trigger - H, trigger, H, T0) == (T0 + 8 * H, T0 + 9 * H)
     day, anchor = timedelta(days=1), T0 + 6 * H
     assert resolve_window(T0 + day, T0 + 2 * day, day, anchor) == (anchor, anchor + day)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    ("1h", "1 hour"), ("24h", "1 day"), ("90m", "1 hour 30 minutes"), ("1d", "1 day"), ("2d", "2 days"),
+    ("45s", "45 seconds"), ("3661s", "1 hour 1 minute 1 second"), ("25h", "1 day 1 hour"), (0, "0 seconds"),
+    (0.25, "0.25 seconds"), (-3600, "minus 1 hour"),
+])
+def test_durations_read_as_people_write_them(value, text):
+    assert format_duration(parse_duration(value)) == text

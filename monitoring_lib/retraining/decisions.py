@@ -1,4 +1,8 @@
-"""Reading the drift history for the policy and recording every decision in `retraining_events`."""
+"""Reading the drift history for the policy and recording every decision in `retraining_events`.
+
+A decision to retrain is recorded as `trigger`; the monitoring DAG's trigger then reports its real
+outcome (`record_trigger`): `triggered` with the retraining run id, or `trigger_failed` with the error.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ import psycopg
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.retraining.policy import Decision, WindowOutcome, decide
 from monitoring_lib.store import document
+
+# decisions that start the cooldown and count towards the daily cap: decided to retrain and the trigger
+# started the run, or has not reported (yet); a decision whose trigger is known to have failed is not one
+COUNTED_OUTCOMES = ("trigger", "triggered")
 
 
 def _outcomes(conn: psycopg.Connection, endpoint_id: str, since: datetime, until: datetime) -> list[WindowOutcome]:
@@ -41,9 +49,9 @@ def decide_and_record(
     # both sides: a later window may have been decided first (a backfill run newest first)
     triggers = [r[0] for r in conn.execute(
         "SELECT window_end FROM monitoring.retraining_events WHERE endpoint_id = %s AND event_type = 'decision'"
-        " AND triggered AND NOT (window_start = %s AND window_end = %s)"
+        " AND outcome = ANY(%s) AND NOT (window_start = %s AND window_end = %s)"
         " AND window_end > %s AND window_end < %s",
-        (cfg.endpoint_id, window_start, window_end, window_end - reach, window_end + reach),
+        (cfg.endpoint_id, list(COUNTED_OUTCOMES), window_start, window_end, window_end - reach, window_end + reach),
     )]
     decision = decide(current, history, triggers, cfg.retraining)
     conn.execute(
@@ -53,7 +61,7 @@ def decide_and_record(
         VALUES (%s, %s, %s, 'decision', %s, %s, %s, %s, %s)
         ON CONFLICT (endpoint_id, window_start, window_end, event_type) DO UPDATE SET
             triggered = EXCLUDED.triggered, outcome = EXCLUDED.outcome, reasons = EXCLUDED.reasons,
-            evidence = EXCLUDED.evidence, run_id = EXCLUDED.run_id, created_at = now()
+            evidence = EXCLUDED.evidence, run_id = EXCLUDED.run_id, trigger_error = NULL, created_at = now()
         """,
         (cfg.endpoint_id, window_start, window_end, decision.trigger,
          "trigger" if decision.trigger else "no_trigger", document(decision.reasons),
@@ -82,3 +90,24 @@ def decide_for_report(url: str, cfg: EndpointConfig, report: dict) -> dict | boo
         return False
     return {"endpoint_id": cfg.endpoint_id, "window_start": report["window_start"], "window_end": report["window_end"],
             "run_id": run_id, "reasons": decision.reasons, "drifted_features": decision.drifted_features}
+
+
+def record_trigger(url: str, conf: dict, error: str | None = None) -> str:
+    """Store the trigger's real outcome on the window's decision row (`conf` as decide_for_report returned it).
+
+    Without `error`: `triggered`, the retraining run `conf["run_id"]` exists. With it: `trigger_failed`,
+    `triggered` false and the error kept, so this window neither starts a cooldown nor counts towards the cap.
+    """
+    from monitoring_lib.db import connect
+
+    outcome = "trigger_failed" if error is not None else "triggered"
+    with connect(url) as conn:
+        conn.execute(
+            "UPDATE monitoring.retraining_events SET outcome = %s, triggered = %s, trigger_error = %s"
+            " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND event_type = 'decision'"
+            " AND run_id = %s",
+            (outcome, error is None, error, conf["endpoint_id"], datetime.fromisoformat(conf["window_start"]),
+             datetime.fromisoformat(conf["window_end"]), conf["run_id"]),
+        )
+        conn.commit()
+    return outcome

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from monitoring_lib.config import RetrainingConfig
+from monitoring_lib.config import RetrainingConfig, format_duration
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ def decide(
     near = sorted((t for t in others if abs(end - t) < policy.cooldown), key=lambda t: abs(end - t))
     if near:
         return Decision(False, [f"cooldown: retraining was triggered for the window ending {near[0].isoformat()},"
-                                f" less than {policy.cooldown} from this one"], evidence, features)
+                                f" less than the cooldown of {format_duration(policy.cooldown)} before or after"
+                                " this one"], evidence, features)
     if _busiest_day(end, others) >= policy.daily_cap:
         return Decision(False, [f"daily cap of {policy.daily_cap} retraining run(s) reached"], evidence, features)
     return Decision(True, [f"drift detected in {len(detected)} of the last {len(recent)} window(s) "
