@@ -1,0 +1,19 @@
+"""Run a command as another UID (group 0, as the official Airflow image expects), from a root init step."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main(argv: list[str]) -> int:
+    uid, command = int(argv[0]), argv[1:]
+    os.setgroups([0])
+    os.setgid(0)
+    os.setuid(uid)
+    os.execvp(command[0], command)
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
