@@ -13,12 +13,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Started as root (as the official airflow-init is): hand the named volumes to AIRFLOW_UID, then go on as it.
 if [[ "$(id -u)" == "0" ]]; then
     : "${AIRFLOW_UID:?set AIRFLOW_UID in .env (id -u on Linux)}"
-    for dir in ${MLMON_VOLUME_DIRS:-/opt/airflow/logs /opt/airflow/auth /opt/airflow/models}; do
-        mkdir -p "$dir"
-        chown -R "${AIRFLOW_UID}:0" "$dir"
-        chmod -R u+rwX,g+rwX "$dir"
-    done
-    exec python "$here/as_user.py" "${AIRFLOW_UID}" /bin/bash "${BASH_SOURCE[0]}"
+    bash "$here/init-volumes.sh"
+    if [[ "${AIRFLOW_UID}" != "0" ]]; then
+        exec python "$here/as_user.py" "${AIRFLOW_UID}" /bin/bash "${BASH_SOURCE[0]}"
+    fi
 fi
 
 python "$here/stack_db.py" roles
