@@ -203,3 +203,56 @@ def test_first_start_leaves_a_working_monitoring_loop_and_a_second_start_changes
     assert "no new project DAG to unpause" in again.stdout
     with _connect(airflow_url) as conn:
         assert conn.execute("SELECT is_paused FROM dag WHERE dag_id = 'model_retraining'").fetchone()[0] is True
+
+
+def test_without_dynatrace_push_dynatrace_reports_not_configured_and_succeeds(server, dotenv, first_start):  # noqa: ANN001
+    """.env.example leaves Dynatrace commented out: the scheduler (which runs the tasks) gets empty values,
+    the entrypoint drops them, and the task body finds no client and succeeds."""
+    assert "DYNATRACE_URL" not in dotenv and "AIRFLOW_CONN_DYNATRACE_DEFAULT" not in dotenv
+    env = _env("airflow-scheduler", dotenv, server, first_start["tmp"])
+    assert env["DYNATRACE_URL"] == "" and env["AIRFLOW_CONN_DYNATRACE_DEFAULT"] == ""
+    env["PYTHONPATH"] = f"{stack.ROOT}:{stack.ROOT / 'plugins'}"
+    env["AIRFLOW_HOME"] = str(first_start["tmp"] / "airflow")
+    task = ("import json, os, mlmon_airflow\n"
+            "from monitoring_lib.dynatrace.command import push_from_task\n"
+            "client = mlmon_airflow.dynatrace_client()\n"
+            "seen = sorted(k for k in os.environ if 'DYNATRACE' in k)\n"
+            "result = push_from_task(mlmon_airflow.database_url(), client, 'claims-approved-amount')\n"
+            "print(json.dumps({'client': client is None, 'seen': seen, 'result': result}))\n")
+    done = stack.run_service("airflow-scheduler", env, timeout=120, extra=["python", "-c", task])
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["client"] is True and out["seen"] == []
+    assert out["result"]["status"] == "not_configured" and "no dynatrace_default Connection" in out["result"]["detail"]
+
+
+def test_init_hands_the_named_volumes_to_airflow_uid():
+    """A named volume starts owned by the image's airflow user (50000); with AIRFLOW_UID set to `id -u`
+    (here another UID) the root part of the init makes it writable for that UID, then runs on as it."""
+    import os
+    import shutil
+    import tempfile
+
+    assert os.getuid() == 0, "the init's volume step runs as root, as in the container"
+    base = Path(tempfile.mkdtemp(prefix="mlmon-vol-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        volumes = [base / name for name in ("logs", "auth", "models")]
+        for volume in volumes:
+            volume.mkdir()
+            (volume / "old").write_text("from an earlier start")
+            os.chown(volume, 50000, 0)
+            volume.chmod(0o755)
+        as_user = [shutil.which("python") or "python", str(stack.ROOT / "docker" / "as_user.py"), "4321"]
+        touch = [*as_user, "/bin/sh", "-c", " && ".join(f"touch {v}/new && rm {v}/old" for v in volumes)]
+        assert subprocess.run(touch, capture_output=True, check=False).returncode != 0  # not writable before
+        env = {"AIRFLOW_UID": "4321", "MLMON_VOLUME_DIRS": " ".join(map(str, volumes)), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(["bash", str(stack.ROOT / "docker" / "init-volumes.sh")], env=env, capture_output=True,
+                              text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        done = subprocess.run(touch, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        for volume in volumes:
+            assert (volume / "new").stat().st_uid == 4321 and volume.stat().st_uid == 4321
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
