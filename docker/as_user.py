@@ -8,6 +8,9 @@ import sys
 
 def main(argv: list[str]) -> int:
     uid, command = int(argv[0]), argv[1:]
+    # an AIRFLOW_UID with no /etc/passwd entry still has a user name for tools that ask (getpass)
+    os.environ.setdefault("USER", "airflow")
+    os.environ.setdefault("LOGNAME", os.environ["USER"])
     os.setgroups([0])
     os.setgid(0)
     os.setuid(uid)

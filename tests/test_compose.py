@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,8 @@ def test_airflow_services_run_the_right_components_from_the_project_image():
         assert "/opt/mlmon/docker/entrypoint.sh" in services[name]["entrypoint"], f"{name} skips the URL builder"
     for name in AIRFLOW_SERVICES:
         assert services[name]["entrypoint"][-1] == "/entrypoint", "the image's own entrypoint runs the component"
+    # dumb-init executes the script itself, so it must keep its executable bit in the build context
+    assert os.access(ROOT / "docker" / "entrypoint.sh", os.X_OK)
 
 
 def test_the_committed_pins_are_a_consistent_set():
