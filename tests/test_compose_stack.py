@@ -148,6 +148,7 @@ def test_tasks_and_grafana_get_least_privilege_logins(server, dotenv, first_star
 
 def test_first_start_leaves_a_working_monitoring_loop_and_a_second_start_changes_nothing(
         server, dotenv, first_start):  # noqa: ANN001
+    from monitoring_lib.performance import recompute_recent
     from monitoring_lib.runner import compute_or_reuse
     from monitoring_lib.status import render_status
 
@@ -185,6 +186,14 @@ def test_first_start_leaves_a_working_monitoring_loop_and_a_second_start_changes
         status = render_status(conn)
     assert drift is not None and drift[0] in {"no_drift", "possible_drift", "drift_detected"} and checks > 0
     assert ENDPOINT_ID in status and "no_reference" not in status
+    performance = recompute_recent(url, get_endpoint(ENDPOINT_ID, stack.ROOT / "configs"), window["end"],
+                                   window["start"])  # the model_performance task, as the monitoring login
+    assert "windows" in performance
+    # `mlmon status` as the README runs it in the scheduler's container
+    cli = _env("airflow-scheduler", dotenv, server, first_start["tmp"])
+    shown = stack.run_service("airflow-scheduler", cli, timeout=120, extra=["mlmon", "status"])
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert ENDPOINT_ID in shown.stdout and "no_reference" not in shown.stdout
 
     # the project's DAGs were unpaused, and only they
     airflow_url = scheduler["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2", "postgresql")
