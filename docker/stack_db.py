@@ -48,6 +48,10 @@ def ensure_login(conn: psycopg.Connection, name: str, password: str) -> None:
 
 def roles(conn: psycopg.Connection, env: Mapping[str, str]) -> None:
     logins = _logins(env)
+    names = [name for name, _ in logins.values()]
+    if len(set(names)) != len(names) or conn.info.user in names:
+        raise SystemExit(f"stack_db: the logins {names} must differ from each other and from the superuser "
+                         f"{conn.info.user}: each one gets only its own privileges")
     for name, password in logins.values():
         ensure_login(conn, name, password)
     if not _exists(conn, "pg_roles", "rolname", READONLY_ROLE):

@@ -73,13 +73,16 @@ def _connect(url: str) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True)
 
 
-def _counts(url: str) -> dict[str, int]:
+def _counts(url: str) -> dict[str, object]:
     tables = ["public.claims_training", "public.claims_inference", "public.claims_labels",
               "monitoring.reference_profiles", "monitoring.interval_runs", "monitoring.drift_summary",
               "monitoring.model_performance"]
     with _connect(url) as conn:
-        return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*t.split(".")))).fetchone()[0]
-                for t in tables}
+        counts = {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*t.split("."))))
+                  .fetchone()[0] for t in tables}
+        counts["endpoint row"] = conn.execute("SELECT model_version, updated_at FROM monitoring.model_endpoints"
+                                              " WHERE endpoint_id = %s", (ENDPOINT_ID,)).fetchone()
+    return counts
 
 
 @pytest.fixture(scope="module")

@@ -92,13 +92,15 @@ def _seed_history(conn, model: ClaimsModel, end: datetime, now: datetime, rows_p
 
 def _fit_reference(url: str, cfg: EndpointConfig, model: ClaimsModel) -> tuple[int | None, str]:
     """Fit from the training table unless the model in service already has an active profile."""
-    from monitoring_lib.endpoints import ensure_endpoint
+    from monitoring_lib.endpoints import current_version, ensure_endpoint
     from monitoring_lib.profiles import load_active_profile
     from monitoring_lib.reference import fit_and_store, read_training_data
 
     with connect(url) as conn:
-        version = ensure_endpoint(conn, cfg)
-        conn.commit()
+        version = current_version(conn, cfg.endpoint_id)
+        if version is None:  # registered once; a later start leaves the row (and the version in service) alone
+            version = ensure_endpoint(conn, cfg)
+            conn.commit()
         if load_active_profile(conn, cfg.endpoint_id, version) is not None:
             return None, version
     training, _ = read_training_data(url, table=f"{SCHEMA}.{TRAINING_TABLE}")
