@@ -167,6 +167,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(hours=args.hours, rows_per_hour=args.rows_per_hour, traffic=args.traffic)
 
 
+def cmd_init_demo(args: argparse.Namespace) -> int:
+    from monitoring_lib.config import get_endpoint
+    from monitoring_lib.demo.bootstrap import describe, init_demo
+    from monitoring_lib.demo.orchestrate import ENDPOINT_ID
+
+    cfg = get_endpoint(ENDPOINT_ID, args.config_dir)
+    with database() as url:
+        print(f"{ENDPOINT_ID}: {describe(init_demo(url, cfg))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlmon", description=__doc__.splitlines()[0])
     parser.add_argument("--config-dir", default=None, help="config directory (default: $MLMON_CONFIG_DIR or configs/)")
@@ -217,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows-per-hour", type=int, default=2000)
     p.add_argument("--traffic", action="store_true", help="keep writing live demo traffic (compose service)")
     p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("init-demo", help="first start of the demo endpoint: training data, reference, history"
+                       " (idempotent; the compose init runs it)")
+    p.set_defaults(fn=cmd_init_demo)
     return parser
 
 

@@ -14,16 +14,14 @@ import numpy as np
 import pandas as pd
 
 from monitoring_lib.db import connect
-from monitoring_lib.demo.claims_model import CATEGORICAL_FEATURES, LABEL_COLUMN, NUMERIC_FEATURES, make_training_data
-from monitoring_lib.demo.claims_model import train as train_model
-from monitoring_lib.demo.scenario import Quiet, Scenario
+from monitoring_lib.demo.bootstrap import demo_model, live_scenario
 from monitoring_lib.demo.seed import INFERENCE_TABLE, LABELS_TABLE, create_source_tables, load_frame
 from monitoring_lib.demo.simulator import generate_inference, generate_labels
 
 
 def traffic_tick(conn, model, *, now: datetime, rows_per_hour: int, seed: int) -> int:  # noqa: ANN001
     """Append one minute of traffic ending at `now`, and the labels that have landed for it; returns rows."""
-    scenario = Scenario(phases=(Quiet(name="live", start_hour=0),))
+    scenario = live_scenario()
     hour_end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     df = generate_inference(scenario, model, end=hour_end, hours=1, rows_per_hour=max(60, rows_per_hour), seed=seed)
     rng = np.random.default_rng(seed)
@@ -53,8 +51,7 @@ def _label_landed(conn, *, now: datetime, seed: int) -> None:  # noqa: ANN001
 
 def run_traffic(url: str, *, rows_per_hour: int = 2000, tick_seconds: float = 60.0, ticks: int | None = None) -> int:
     """Run until interrupted (or for `ticks` ticks); the service is stopped by its container."""
-    model = train_model(make_training_data(5000, seed=1), numeric_features=list(NUMERIC_FEATURES),
-                        categorical_features=list(CATEGORICAL_FEATURES), label_column=LABEL_COLUMN)
+    model = demo_model()  # the model whose reference `mlmon init-demo` fitted
     with connect(url) as conn:
         create_source_tables(conn)
         conn.commit()
