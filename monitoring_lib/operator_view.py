@@ -137,7 +137,7 @@ def _states(e: dict[str, Any]) -> set[str]:
 
 
 def _severity(e: dict[str, Any]) -> int:
-    weights = {"failed_run": 5, "quality_failed": 5, "stale": 4, "drift_detected": 3, "late": 2,
+    weights = {"failed_run": 10, "quality_failed": 8, "stale": 6, "drift_detected": 4, "late": 2,
                "quality_warning": 1, "possible_drift": 1}
     return sum(weights.get(s, 0) for s in e["states"])
 

@@ -203,7 +203,7 @@ def create_app(database_url_factory: Callable[[], str] | None = None) -> FastAPI
         return html_route(lambda: views.render_list(listing(allowed, metadata, request, state, sort, windows),
                                                     _ui_base(request)[0], state, sort, grafana_links()))
 
-    @app.get("/endpoints/{endpoint_id}", response_class=HTMLResponse)
+    @app.get("/endpoints/{endpoint_id:path}", response_class=HTMLResponse)
     def endpoint_page(request: Request, endpoint_id: str, allowed: af.DagFilter | None = Depends(html_access),
                       metadata: af.MetadataReader = Depends(airflow_metadata),
                       windows: int = Query(96, ge=1, le=2000)) -> Response:
@@ -223,7 +223,7 @@ def create_app(database_url_factory: Callable[[], str] | None = None) -> FastAPI
             return JSONResponse({"error": str(exc)}, status_code=503)
         return JSONResponse(jsonable_encoder({"endpoints": items, "grafana": grafana_links()}))
 
-    @app.get("/api/endpoints/{endpoint_id}")
+    @app.get("/api/endpoints/{endpoint_id:path}")
     def api_endpoint(request: Request, endpoint_id: str, allowed: af.DagFilter = Depends(dag_access),
                      metadata: af.MetadataReader = Depends(airflow_metadata),
                      windows: int = Query(96, ge=1, le=2000)) -> JSONResponse:
