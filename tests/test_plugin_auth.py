@@ -7,31 +7,18 @@ AIRFLOW_HOME; requests go over real HTTP. Anonymous requests are refused like `/
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from airflow_server import api_server
+from airflow_server import token as login
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from monitoring_lib.demo.orchestrate import airflow_env, prepare_airflow
-
 ENDPOINT = "claims-approved-amount"  # defined in configs/, so its monitoring DAG exists
-USERS = {"admin": ("admin", "admin-pass-1"), "viewer": ("viewer", "viewer-pass-1")}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _seed(url: str) -> None:
@@ -52,60 +39,13 @@ def _seed(url: str) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str, template_db: str) -> Iterator[str]:
     dbname = "plugin_auth"
     with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
-        admin.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{template_db}"')
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(dbname),
+                                                                     sql.Identifier(template_db)))
     url = make_conninfo(pg_server_url, dbname=dbname)
     _seed(url)
-
-    home = tmp_path_factory.mktemp("airflow-auth")
-    passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({u: p for u, p in USERS.values()}))
-    env = airflow_env(home, url)
-    env.update({
-        "AIRFLOW__CORE__AUTH_MANAGER":
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(16).hex(),
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",  # the retraining DAG starts paused, as by default
-        "AIRFLOW__API__WORKERS": "1",
-    })
-    env.pop("MLMON_GRAFANA_URL", None)
-    prepare_airflow(home, env)
-    port = _free_port()
-    log = (home / "api-server.log").open("w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "api-server", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"api-server exited:\n{(home / 'api-server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"api-server did not start:\n{(home / 'api-server.log').read_text()[-3000:]}")
-            time.sleep(1)
+    with api_server(tmp_path_factory.mktemp("airflow-auth") / "home", url) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _token(base: str, role: str) -> str:
-    user, password = USERS[role]
-    resp = httpx.post(f"{base}/auth/token", json={"username": user, "password": password}, timeout=10)
-    assert resp.status_code == 201, resp.text
-    return resp.json()["access_token"]
 
 
 def test_anonymous_requests_are_refused_like_the_rest_of_the_api(server: str) -> None:
@@ -130,7 +70,7 @@ def test_health_is_anonymous_and_minimal(server: str) -> None:
 
 
 def test_a_token_is_served_by_header_and_by_the_ui_cookie(server: str) -> None:
-    token = _token(server, "viewer")
+    token = login(server, "viewer")
     assert httpx.get(f"{server}/api/v2/dags", headers={"Authorization": f"Bearer {token}"},
                      timeout=10).status_code == 200
 
@@ -157,7 +97,7 @@ def test_a_token_is_served_by_header_and_by_the_ui_cookie(server: str) -> None:
 
 def test_a_failed_monitoring_run_is_linked(server: str) -> None:
     """A run failed through Airflow's own API shows with a link to its run page."""
-    admin = {"Authorization": f"Bearer {_token(server, 'admin')}"}
+    admin = {"Authorization": f"Bearer {login(server, 'admin')}"}
     dag_id = f"monitor__{ENDPOINT}"
     resp = httpx.post(f"{server}/api/v2/dags/{dag_id}/dagRuns", headers=admin, timeout=30,
                       json={"logical_date": None, "conf": {}})
@@ -167,7 +107,7 @@ def test_a_failed_monitoring_run_is_linked(server: str) -> None:
                        json={"state": "failed"})
     assert resp.status_code == 200, resp.text
 
-    viewer = {"Authorization": f"Bearer {_token(server, 'viewer')}"}
+    viewer = {"Authorization": f"Bearer {login(server, 'viewer')}"}
     e = httpx.get(f"{server}/mlmon/api/endpoints/{ENDPOINT}", headers=viewer, timeout=30).json()
     assert e["airflow"]["monitor"]["last_failed_run"]["run_id"] == run_id
     assert e["links"]["run"].startswith(f"/dags/{dag_id}/runs/")
