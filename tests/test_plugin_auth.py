@@ -89,6 +89,7 @@ def test_a_token_is_served_by_header_and_by_the_ui_cookie(server: str) -> None:
     assert f'data-endpoint="{ENDPOINT}"' in page.text
     assert '<span class="badge bad">paused</span>' in page.text
     assert f'href="/dags/monitor__{ENDPOINT}"' in page.text
+    assert f'href="/mlmon/endpoints/{ENDPOINT}"' in page.text
     assert "Grafana" not in page.text
 
     detail = httpx.get(f"{server}/mlmon/endpoints/{ENDPOINT}", cookies={"_token": token}, timeout=30)
