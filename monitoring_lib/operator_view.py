@@ -104,6 +104,17 @@ def drifted_features(conn: psycopg.Connection, endpoint_id: str, start: datetime
         """, {"e": endpoint_id, "s": start, "w": end})
 
 
+def app_findings(conn: psycopg.Connection, endpoint_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Monitoring-application results of the window that are not fine (drift, anomaly, error), worst first."""
+    return _rows(conn, """
+        SELECT application, metric, kind, status, value, extra
+        FROM monitoring.app_results
+        WHERE endpoint_id = %(e)s AND window_start = %(s)s AND window_end = %(w)s
+          AND status NOT IN ('ok', 'no_drift')
+        ORDER BY status = 'error' DESC, status = 'drift_detected' DESC, application, metric
+        """, {"e": endpoint_id, "s": start, "w": end})
+
+
 def retraining_history(conn: psycopg.Connection, endpoint_ids: list[str],
                        limit: int) -> dict[str, list[dict[str, Any]]]:
     """The newest retraining decisions and trainings per endpoint, newest first."""
@@ -198,5 +209,6 @@ def endpoint_detail(conn: psycopg.Connection, endpoint_id: str, *, windows: int 
     last = computed[-1] if computed else None
     item["feature_drift"] = (drifted_features(conn, endpoint_id, last["window_start"], last["window_end"])
                              if last else [])
+    item["app_findings"] = app_findings(conn, endpoint_id, last["window_start"], last["window_end"]) if last else []
     item["retraining_history"] = retraining_history(conn, [endpoint_id], 50)[endpoint_id]
     return item

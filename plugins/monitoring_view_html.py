@@ -260,6 +260,12 @@ def render_detail(e: dict[str, Any], base: str, grafana: dict[str, str] | None) 
         [[f"<strong>{_t(f['feature'])}</strong>", _t(f["metric"]), _num(f["value"]), _num(f["p_value"]),
           _num(f["threshold_possible"]), _num(f["threshold_detected"]),
           _badge(f["status"] or "unknown", DRIFT_CSS.get(f["status"] or "", "none"))] for f in e["feature_drift"]])
+    apps = _table(
+        ["Application", "Result", "Kind", "Status", "Value", "Detail"],
+        [[_t(a["application"]), _t(a["metric"]), _t(a["kind"]),
+          _badge(a["status"], DRIFT_CSS.get(a["status"], "bad" if a["status"] == "error" else "warn")),
+          _num(a["value"]), _t(json.dumps(a["extra"], default=str)[:200]) if a["extra"] else "-"]
+         for a in e["app_findings"]])
     history = _table(
         ["At", "Event", "Window", "Outcome", "Versions", "Reasons"],
         [[_t(_time(r["created_at"])), _t(r["event_type"]), _t(_time(r["window_end"])), _t(r["outcome"]),
@@ -272,6 +278,7 @@ def render_detail(e: dict[str, Any], base: str, grafana: dict[str, str] | None) 
             + (f"<ul>{reasons}</ul>" if reasons else "")
             + "<h2>Failed checks in the last window</h2>"
             + (checks_list(e["failed_checks"], True) or '<p class="muted">none</p>')
+            + "<h2>Application findings in the last window</h2>" + apps
             + f"<h2>Windows ({len(e['windows'])}, newest first)</h2>" + windows
             + "<h2>Retraining history</h2>" + history)
     return page(f"Model Monitoring: {e['endpoint_id']}", body, _header_links(base, grafana))

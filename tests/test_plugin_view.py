@@ -120,6 +120,12 @@ def seeded(conn: psycopg.Connection) -> psycopg.Connection:
                threshold_possible, threshold_detected, status)
            VALUES ('drifty', %s, %s, 'income', 'hellinger', 0.01, 0.3, 0.5, 'no_drift')""",
         (NOW - 3 * HOUR, NOW - 2 * HOUR))
+    for app, metric, status in (("drift", "general_drift", "drift_detected"), ("kpi", "large_claims", "anomaly"),
+                                ("kpi", "share", "ok")):
+        conn.execute(
+            """INSERT INTO monitoring.app_results (endpoint_id, window_start, window_end, application, metric, kind,
+                   status, value, extra, schedule_time) VALUES ('drifty', %s, %s, %s, %s, 'kpi', %s, 0.42, %s, %s)""",
+            (NOW - 3 * HOUR, NOW - 2 * HOUR, app, metric, status, Jsonb({"note": "<b>x</b>"}), NOW))
     _event(conn, "drifty", NOW - 2 * HOUR, "decision", "trigger", NOW - 2 * HOUR + timedelta(minutes=5))
     _event(conn, "drifty", NOW - 2 * HOUR, "training", "promoted", NOW - 2 * HOUR + timedelta(minutes=30))
     _window(conn, "old", NOW - timedelta(days=2))
@@ -240,6 +246,9 @@ def test_endpoint_page_has_the_detail(view: ModuleType, seeded, db_url: str) -> 
     assert "<td><strong>age</strong></td><td>hellinger</td><td>0.61</td>" in features
     assert "<td>psi</td><td>0.3</td>" in features and '<span class="badge warn">possible_drift</span>' in features
     assert "income" not in features
+    apps = text[text.index("Application findings"):text.index("Windows (")]
+    assert apps.index("general_drift") < apps.index("large_claims") and "share" not in apps
+    assert '<span class="badge warn">anomaly</span>' in apps and "&lt;b&gt;x&lt;/b&gt;" in apps
     history = text[text.index("Retraining history"):]
     assert history.index("promoted") < history.index("trigger")
     assert "drift_detected in 3 of the last 6 windows" in history
