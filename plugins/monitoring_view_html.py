@@ -22,16 +22,17 @@ a { color: #0969da; text-decoration: none; } a:hover { text-decoration: underlin
 .bar a, .bar span.cur { padding: .15rem .55rem; border: 1px solid #d0d7de; border-radius: 1rem; background: #fff; }
 .bar span.cur { background: #1f2328; color: #fff; border-color: #1f2328; }
 table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid #d0d7de; }
-th { background: #eaeef2; font-weight: 600; text-align: left; padding: .45rem .6rem; white-space: nowrap; }
+th { background: #eaeef2; font-weight: 600; text-align: left; padding: .45rem .6rem; }
 td { padding: .45rem .6rem; border-top: 1px solid #d8dee4; vertical-align: top; }
 tr:hover td { background: #f6f8fa; }
-td.who { min-width: 12rem; } td.fresh { min-width: 8rem; }
+td.fresh { min-width: 7rem; } td.drift { min-width: 14rem; max-width: 22rem; }
+td.drift li { font-size: .8rem; }
 .badge { display: inline-block; padding: .05rem .5rem; border-radius: .7rem; font-size: .8rem; font-weight: 600;
          color: #fff; white-space: nowrap; }
 .ok { background: #1a7f37; } .warn { background: #d4a72c; color: #1f2328; } .bad { background: #cf222e; }
 .none { background: #8c959f; } .dead { background: #3d0a0f; }
 .strip { display: flex; gap: 2px; }
-.cell { width: 13px; height: 30px; display: flex; flex-direction: column; border-radius: 2px; overflow: hidden; }
+.cell { width: 11px; height: 30px; display: flex; flex-direction: column; border-radius: 2px; overflow: hidden; }
 .cell span { flex: 1; }
 .muted { color: #656d76; font-size: .85rem; } ul { margin: .2rem 0; padding-left: 1.1rem; }
 .error { padding: 1rem; border: 1px solid #cf222e; background: #ffebe9; }
@@ -180,7 +181,7 @@ def _row(e: dict[str, Any], base: str) -> str:
     who = f'<div class="muted">{_t(e["project"])} / {_t(e["model_name"])} {_t(e["model_version"])}</div>'
     cells = [f"<strong>{eid}</strong>{who}", _stale_cell(e), strip(e["windows"]), _dq_cell(e), _drift_cell(e),
              _failed_run_cell(e), _retraining_cell(e), _links_cell(e)]
-    classes = ["who", "fresh"] + [""] * (len(cells) - 2)
+    classes = ["who", "fresh", "", "", "drift", "", "", ""]
     tds = "".join(f'<td class="{c}">{v}</td>' if c else f"<td>{v}</td>" for c, v in zip(classes, cells, strict=True))
     return f'<tr data-endpoint="{_t(e["endpoint_id"])}">{tds}</tr>'
 
