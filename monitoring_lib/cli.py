@@ -28,9 +28,10 @@ def mlmon_home() -> Path:
 
 
 @contextlib.contextmanager
-def database(upgrade_embedded: bool = True) -> Iterator[str]:
+def database(upgrade_embedded: bool = True, shared_with_dags: bool = False) -> Iterator[str]:
     """The database the DAGs use, named on stderr (redacted); without one, the project-local embedded one
-    (created and migrated on first use), said loudly: its tables are not the ones the DAGs write."""
+    (created and migrated on first use), said loudly: its tables are not the ones the DAGs write, unless
+    the command hands it to the DAGs itself (`shared_with_dags`)."""
     from monitoring_lib.db import AIRFLOW_CONN_ENV, DATABASE_URL_ENV, EmbeddedPostgres, configured_database, redact
 
     found = configured_database()
@@ -40,8 +41,9 @@ def database(upgrade_embedded: bool = True) -> Iterator[str]:
         yield url
         return
     home = mlmon_home()
+    whose = "which this command's Airflow uses too" if shared_with_dags else "not the one the DAGs use"
     print(f"mlmon: no {DATABASE_URL_ENV} or {AIRFLOW_CONN_ENV} (monitoring_db Connection) set: using the embedded"
-          f" database under {home}, not the one the DAGs use", file=sys.stderr)
+          f" database under {home}, {whose}", file=sys.stderr)
     with EmbeddedPostgres(home) as url:
         if upgrade_embedded:
             from monitoring_lib import migrations
@@ -178,6 +180,13 @@ def cmd_init_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_airflow_local(args: argparse.Namespace) -> int:
+    from monitoring_lib.demo.local_airflow import run_local_airflow
+
+    with database(shared_with_dags=True) as url:
+        return run_local_airflow(url, mlmon_home() / "airflow-local", port=args.port, traffic=not args.no_traffic)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlmon", description=__doc__.splitlines()[0])
     parser.add_argument("--config-dir", default=None, help="config directory (default: $MLMON_CONFIG_DIR or configs/)")
@@ -232,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init-demo", help="first start of the demo endpoint: training data, reference, history"
                        " (idempotent; the compose init runs it)")
     p.set_defaults(fn=cmd_init_demo)
+
+    p = sub.add_parser("airflow-local", help="the real Airflow components (airflow standalone) on this project's"
+                       " dags/ and plugins/, with the demo endpoint and live traffic")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--no-traffic", action="store_true", help="do not write live demo traffic")
+    p.set_defaults(fn=cmd_airflow_local)
     return parser
 
 
