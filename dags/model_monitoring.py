@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, DeltaDataIntervalTimetable, Param, PokeReturnValue, dag, task
+from mlmon_alerting import alerting_args, alerting_doc, task_alerting
 
 from mlmon_airflow import record_retraining_trigger, refuse_paused_target
 from monitoring_lib.config import format_duration, load_each
@@ -38,9 +39,9 @@ def build(cfg):  # noqa: ANN001, ANN201
          start_date=cfg.schedule.start_date, catchup=cfg.schedule.catchup, max_active_runs=1,
          tags=["model-monitoring", cfg.project, e], render_template_as_native_obj=True,
          doc_md=DOC.format(e=e, p=cfg.project, m=cfg.model.name, i=format_duration(cfg.schedule.interval),
-                           t=cfg.retraining.target_dag),
-         default_args={"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
-                       "max_retry_delay": timedelta(minutes=15)},
+                           t=cfg.retraining.target_dag) + alerting_doc(cfg), **alerting_args(cfg),
+         default_args={**task_alerting(cfg), "retries": 3, "retry_delay": timedelta(seconds=30),
+                       "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=15)},
          params={"window_start": Param(None, type=["null", "string"], description="ISO start (manual runs)"),
                  "window_end": Param(None, type=["null", "string"], description="ISO end (manual runs)"),
                  "force_recompute": Param(False, type="boolean", description="recompute even if up to date")})
