@@ -9,27 +9,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Asset, DeltaDataIntervalTimetable, Param, PokeReturnValue, dag, task
-from mlmon_alerting import alerting_args, alerting_doc, task_alerting
+from airflow.sdk import DeltaDataIntervalTimetable, PokeReturnValue, dag, task
 
 from mlmon_airflow import record_retraining_trigger, refuse_paused_target
-from monitoring_lib.config import format_duration, load_each
-
-DOC = """### Monitoring of `{e}` ({p}, model `{m}`)
-Every {i}: wait for the window's late rows, then **compute_interval** (extract, GX quality, drift, summaries,
-Dynatrace outbox, in one transaction; split models first map **summarise_group** over feature groups),
-**model_performance** (late labels), **push_dynatrace**, **decide_retraining** → **trigger_retraining** (`{t}`,
-deterministic run id: re-runs never retrain twice). `{t}` starts paused in a default Airflow: unpause it once
-(`airflow dags unpause {t}`); until then trigger_retraining fails at once and the decision is recorded as
-`trigger_failed` in `monitoring.retraining_events`, which starts no cooldown.
-
-Triage: *compute_interval* failed without retry = critical data-quality failure or bad config (see
-`monitoring.data_quality_results`, `mlmon validate-config`); retrying = database unreachable.
-*push_dynatrace* failing never affects stored results; retries resend lines under an hour old.
-Manual runs: set `window_start`/`window_end` (ISO) or leave empty for the last whole interval.
-"""
-SUMMARY_ASSETS = [Asset(name=f"monitoring.{t}", uri=f"mlmon://monitoring/{t}") for t in (
-    "drift_summary", "feature_drift", "feature_stats", "data_quality_results", "operational_metrics", "app_results")]
+from mlmon_alerting import alerting_args, alerting_doc, failure_callbacks, task_alerting
+from mlmon_monitor_parts import SUMMARY_ASSETS, monitor_doc, monitor_params
+from monitoring_lib.config import load_each
 
 
 def build(cfg):  # noqa: ANN001, ANN201
@@ -38,18 +23,16 @@ def build(cfg):  # noqa: ANN001, ANN201
     @dag(dag_id=f"monitor__{e}", schedule=DeltaDataIntervalTimetable(cfg.schedule.interval),
          start_date=cfg.schedule.start_date, catchup=cfg.schedule.catchup, max_active_runs=1,
          tags=["model-monitoring", cfg.project, e], render_template_as_native_obj=True,
-         doc_md=DOC.format(e=e, p=cfg.project, m=cfg.model.name, i=format_duration(cfg.schedule.interval),
-                           t=cfg.retraining.target_dag) + alerting_doc(cfg), **alerting_args(cfg),
+         doc_md=monitor_doc(cfg) + alerting_doc(cfg), **alerting_args(cfg), params=monitor_params(cfg),
          default_args={**task_alerting(cfg), "retries": 3, "retry_delay": timedelta(seconds=30),
-                       "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=15)},
-         params={"window_start": Param(None, type=["null", "string"], description="ISO start (manual runs)"),
-                 "window_end": Param(None, type=["null", "string"], description="ISO end (manual runs)"),
-                 "force_recompute": Param(False, type="boolean", description="recompute even if up to date")})
+                       "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=15)})
     def monitor():
         @task.sensor(poke_interval=60, timeout=cfg.schedule.grace_period.total_seconds() + 3600, mode="reschedule")
         def wait_for_data(data_interval_start=None, data_interval_end=None, params=None) -> PokeReturnValue:
+            from mlmon_airflow import task_errors
             from monitoring_lib.schedule import window_ready
-            done, window = window_ready(cfg, data_interval_start, data_interval_end, params)
+            with task_errors():  # bad window params fail at once, naming the param
+                done, window = window_ready(cfg, data_interval_start, data_interval_end, params)
             return PokeReturnValue(is_done=done, xcom_value=window)
 
         @task
@@ -60,12 +43,15 @@ def build(cfg):  # noqa: ANN001, ANN201
                 return summarise_from_task(database_url(), cfg, window, group, force=params["force_recompute"])
 
         @task(outlets=SUMMARY_ASSETS)
-        def compute_interval(window: dict, groups=None, params=None) -> dict:  # noqa: ANN001 - mapped results
-            from mlmon_airflow import database_url, task_errors
-            from monitoring_lib.runner import compute_or_reuse
-            with task_errors():
-                return compute_or_reuse(database_url(), cfg, window, force=params["force_recompute"],
-                                        groups=None if groups is None else list(groups))
+        def compute_interval(window: dict, groups=None, params=None, **context) -> dict:  # noqa: ANN001, ANN003
+            from mlmon_run_outcome import compute_task  # report for XCom; outcome to log, note and assets
+            return compute_task(cfg, window, params["force_recompute"], None if groups is None else list(groups),
+                                context, SUMMARY_ASSETS)
+
+        @task  # a leaf: skipped when a critical check failed, for operators to filter runs on
+        def quality_gate(**context) -> str:  # noqa: ANN003
+            from mlmon_run_outcome import gate
+            return gate(cfg, context)
 
         @task(retries=6, retry_delay=timedelta(minutes=1), trigger_rule="all_done")  # after model_performance
         def push_dynatrace() -> dict:
@@ -82,9 +68,9 @@ def build(cfg):  # noqa: ANN001, ANN201
                 return recompute_recent(database_url(), cfg, report["window_end"], report["window_start"])
 
         @task(trigger_rule="one_failed")  # a leaf, so a failed model_performance fails the run
-        def performance_failed() -> None:
-            from airflow.sdk.exceptions import AirflowFailException
-            raise AirflowFailException("model_performance failed: see its log; results and lines are unaffected")
+        def performance_failed(ti=None) -> None:  # noqa: ANN001
+            from mlmon_airflow import fail_naming_failed_tasks
+            fail_naming_failed_tasks(ti, ["wait_for_data", "summarise_group", "compute_interval", "model_performance"])
 
         @task.short_circuit
         def decide_retraining(report: dict):  # noqa: ANN202 - the trigger's conf, or False
@@ -99,10 +85,11 @@ def build(cfg):  # noqa: ANN001, ANN201
             conf="{{ ti.xcom_pull(task_ids='decide_retraining') }}",
             skip_when_already_exists=True, fail_when_dag_is_paused=True, retries=2, pre_execute=refuse_paused_target,
             on_success_callback=record_retraining_trigger, on_skipped_callback=record_retraining_trigger,
-            on_failure_callback=record_retraining_trigger)
+            on_failure_callback=failure_callbacks(cfg, record_retraining_trigger))
         window, n = wait_for_data(), len(cfg.feature_groups())
         groups = summarise_group.partial(window=window).expand(group=list(range(n))) if n else None
         report = compute_interval(window, groups)
+        report >> quality_gate()
         performance = model_performance(report)
         [report, performance] >> push_dynatrace()
         performance >> performance_failed()

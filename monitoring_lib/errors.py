@@ -15,6 +15,10 @@ class ConfigError(MonitoringError):
         super().__init__("; ".join(problems))
 
 
+class WindowParamError(MonitoringError):
+    """A run's window_start/window_end cannot be a window (not a date-time, or end before start): no retry fixes it."""
+
+
 class DatabaseUnavailableError(MonitoringError):
     """The database cannot be reached: transient, worth a retry."""
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from monitoring_lib.errors import WindowParamError
+
 if TYPE_CHECKING:
     from monitoring_lib.config import EndpointConfig
 
@@ -32,8 +34,8 @@ def resolve_window(
 ) -> tuple[datetime, datetime]:
     if override_start or override_end:
         if not (override_start and override_end):
-            raise ValueError("give both window_start and window_end to override the window")
-        start, end = _parse(override_start), _parse(override_end)
+            raise WindowParamError("give both window_start and window_end to override the window")
+        start, end = _parse("window_start", override_start), _parse("window_end", override_end)
     else:
         start, end = (None if d is None else standard(d) for d in (data_interval_start, data_interval_end))
         on_grid = (start is not None and end is not None and end - start == interval
@@ -42,7 +44,7 @@ def resolve_window(
             end = floor_to_interval(end or start or datetime.now(timezone.utc), interval, anchor)
             start = end - interval
     if end <= start:
-        raise ValueError(f"window end {end.isoformat()} must be after its start {start.isoformat()}")
+        raise WindowParamError(f"window end {end.isoformat()} must be after its start {start.isoformat()}")
     return standard(start), standard(end)
 
 
@@ -55,9 +57,15 @@ def standard(moment: datetime) -> datetime:
                     tzinfo=timezone.utc)
 
 
-def _parse(value: str | datetime) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return standard(moment)
+def _parse(name: str, value: str | datetime) -> datetime:
+    """A window param as a UTC datetime; a time without a zone is UTC, as the trigger form's picker sends it."""
+    if isinstance(value, datetime):
+        return standard(value)
+    try:
+        return standard(datetime.fromisoformat(str(value).strip().replace("Z", "+00:00")))
+    except ValueError:
+        raise WindowParamError(f"{name} {str(value)!r} is not an ISO 8601 date-time such as 2026-11-23T10:00:00+00:00;"
+                          " retrying cannot fix it: trigger the run again with a valid value") from None
 
 
 def grace_passed(window_end: datetime, grace: timedelta, now: datetime | None = None) -> bool:

@@ -1,7 +1,8 @@
 """Airflow glue for the monitoring DAGs: where the database is, and how library errors become task states.
 
 Kept out of `monitoring_lib` (which never imports Airflow) and out of the DAG files (which stay thin).
-Imported inside task bodies only, so DAG parsing touches no database or network.
+Imported by the DAG file for callbacks and inside task bodies; nothing here runs at import, so DAG parsing
+touches no database or network.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from collections.abc import Iterator
 from airflow.sdk.exceptions import AirflowFailException
 
 from monitoring_lib.db import DATABASE_URL_ENV
-from monitoring_lib.errors import ConfigError, DynatraceError, DynatraceUnavailableError, QualityGateFailed
+from monitoring_lib.errors import (
+    ConfigError,
+    DynatraceError,
+    DynatraceUnavailableError,
+    QualityGateFailed,
+    WindowParamError,
+)
 
 MONITORING_CONN_ID = "monitoring_db"
 DYNATRACE_CONN_ID = "dynatrace_default"
@@ -62,12 +69,25 @@ def record_retraining_trigger(context) -> None:  # noqa: ANN001 - Airflow's task
     log.info("retraining run %s for %s: %s", conf["run_id"], conf["endpoint_id"], outcome)
 
 
+def fail_naming_failed_tasks(ti, watched: list[str]) -> None:  # noqa: ANN001 - the RuntimeTaskInstance
+    """performance_failed's body (trigger rule one_failed): fail the run, naming the task that really failed.
+
+    It runs when model_performance failed or never ran because something before it failed.
+    """
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=watched, run_ids=[ti.run_id]).get(ti.run_id, {})
+    failed = sorted(t for t, state in states.items() if str(state) in ("failed", "TaskInstanceState.FAILED"))
+    cause = ", ".join(failed) or "an upstream task"
+    tail = ("results and lines are unaffected" if failed == ["model_performance"]
+            else "so model_performance did not run")
+    raise AirflowFailException(f"{cause} failed: see its log; {tail}")
+
+
 @contextlib.contextmanager
 def task_errors() -> Iterator[None]:
     """Failures that a retry cannot fix fail the task at once; transient ones stay retryable."""
     try:
         yield
-    except (QualityGateFailed, ConfigError) as exc:
+    except (QualityGateFailed, ConfigError, WindowParamError) as exc:
         raise AirflowFailException(str(exc)) from exc
     except DynatraceUnavailableError:
         raise

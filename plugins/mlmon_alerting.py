@@ -102,6 +102,12 @@ def task_alerting(cfg: EndpointConfig) -> dict[str, Any]:
     return args
 
 
+def failure_callbacks(cfg: EndpointConfig, *own: Any) -> list[Any]:
+    """A task's own failure callbacks and the endpoint's notifiers: a task-level callback replaces default_args'."""
+    notifiers = task_alerting(cfg).get("on_failure_callback")
+    return [*own, *([notifiers] if notifiers else [])]
+
+
 def alerting_args(cfg: EndpointConfig) -> dict[str, Any]:
     """The @dag keyword arguments for an endpoint's deadline: none unless `alerting.deadline` is set."""
     alerting, args = cfg.alerting, {}

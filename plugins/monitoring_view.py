@@ -22,14 +22,14 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-import monitoring_view_airflow as af
-import monitoring_view_html as views
 import psycopg
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+import monitoring_view_airflow as af
+import monitoring_view_html as views
 from monitoring_lib import operator_view
 from monitoring_lib.db import connect
 from monitoring_lib.errors import DatabaseUnavailableError

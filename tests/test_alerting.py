@@ -190,6 +190,10 @@ def test_a_failed_run_notifies_once_naming_the_task_and_a_quiet_endpoint_notifie
         assert result["state"] == "failed", result["tasks"]
         assert result["tasks"]["compute_interval"] == "failed"
         assert result["tasks"]["performance_failed"] == "failed"  # a second failed task, still one alert
+        assert result["tasks"]["quality_gate"] == "upstream_failed"  # fail_task: compute_interval failed instead
+        # the window is stored all the same, and the note says what failed and why
+        assert "**Failed tasks:** compute_interval" in result["note"], result["note"]
+        assert "**Data quality:** failed" in result["note"]
     (alert,) = read_sink(alert_env, "failures.jsonl")
     run_id = next(r["run_id"] for r in out["runs"] if r["dag_id"] == f"monitor__{ENDPOINT_ID}")
     assert alert["dag_id"] == f"monitor__{ENDPOINT_ID}" and alert["run_id"] == run_id == alert["label"]
@@ -201,7 +205,8 @@ from airflow.models.serialized_dag import SerializedDagModel
 for dag_id in ('monitor__claims-approved-amount', 'monitor__claims-quiet'):
     dag = SerializedDagModel.get_dag(dag_id, session=session)
     out[dag_id] = {'owners': sorted({t.owner for t in dag.tasks}), 'doc': dag.doc_md,
-                   'failure_callback': sorted({t.has_on_failure_callback for t in dag.tasks}),
+                   'failure_callback': sorted({t.has_on_failure_callback for t in dag.tasks
+                                               if t.task_id != 'trigger_retraining'}),
                    'deadlines': len(dag.deadline or [])}
 """)
     claims, silent = dags[f"monitor__{ENDPOINT_ID}"], dags[f"monitor__{QUIET_ID}"]
@@ -284,3 +289,18 @@ out['backfill'] = ref._evaluate_with(session=session, dag_id=run.dag_id, run_id=
 session.rollback()
 """)
     assert datetime.fromisoformat(evaluated["manual"]) == window_end and evaluated["backfill"] is None
+
+
+def test_a_task_with_its_own_failure_callback_still_calls_the_endpoints_notifiers(tmp_path):
+    """trigger_retraining records its outcome on failure; its callback must not replace the notifiers."""
+    from mlmon_alerting import failure_callbacks
+
+    def own(context):  # noqa: ANN001
+        return None
+
+    noisy = load_endpoint_config(write(tmp_path, "noisy.yaml", demo(alerting={
+        "on_failure": [{"notifier": SINK, "kwargs": {"path": str(tmp_path / "f.jsonl")}}]})))
+    quiet = load_endpoint_config(write(tmp_path, "quiet.yaml", demo()))
+    callbacks = failure_callbacks(noisy, own)
+    assert callbacks[0] is own and len(callbacks) == 2 and type(callbacks[1]).__name__ == "TaskFailureAlert"
+    assert failure_callbacks(quiet, own) == [own]

@@ -71,7 +71,7 @@ def run_dags(env: dict[str, str], specs: list[dict]) -> dict:
     done = subprocess.run([sys.executable, str(REPO / "tests" / "dag_runner.py"), json.dumps(specs)],
                           env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "log": done.stdout + done.stderr}
 
 
 def retraining_runs(out: dict) -> list[dict]:

@@ -3,12 +3,20 @@ validated with Great Expectations, stored as long/narrow rows in `monitoring.dat
 
 Great Expectations is imported lazily inside the functions that need it (the import takes seconds), so
 importing this package stays cheap for DAG parsing and for callers that only read results.
+
+Its loggers are set to WARNING here, before it is first imported: at INFO, the import alone writes over 200
+`_docs_decorators` lines into every task log, burying the interval's own summary. Its warnings and errors
+still show.
 """
+
+import logging
 
 from monitoring_lib.quality.results import QualityOutcome, QualityResult
 from monitoring_lib.quality.store import write_quality_results
 from monitoring_lib.quality.suite import ExpectationSpec, build_expectations, resolve_expectation_type
 from monitoring_lib.quality.validate import run_quality
+
+logging.getLogger("great_expectations").setLevel(logging.WARNING)  # GX itself is imported later, lazily
 
 __all__ = [
     "ExpectationSpec",
