@@ -139,17 +139,21 @@ def summarise(url: str, report: dict[str, Any]) -> WindowOutcome:
 
 
 def note_markdown(outcome: WindowOutcome, failed_tasks: list[str] | None = None) -> str:
-    """The run's note in the Airflow UI, within the note column's 1000 characters."""
+    """The run's note in the Airflow UI, within the note column's 1000 characters.
+
+    The UI shows a note's first line until it is opened, so that line holds the verdict.
+    """
     o = outcome
-    parts = [f"**{o.endpoint_id}** `{o.window_start}` → `{o.window_end}`: {o.rows} rows, {o.bad_rows} bad"]
-    if failed_tasks:
-        parts.append(f"**Failed tasks:** {', '.join(failed_tasks)}")
-    dq = f"**Data quality:** {o.dq_state or '-'}"
-    if o.checks_failed:
-        dq += f", {o.checks_failed} failed" + (f" (critical: {', '.join(o.critical_failed)})" if o.critical_failed
-                                                else "")
-    parts.append(dq)
-    parts.append(f"**Drift:** {o.drift_status or '-'}" + (f": {_features(o)}" if o.drifted else ""))
+    checks = f" ({o.checks_failed} checks failed, {len(o.critical_failed)} critical)" if o.checks_failed else ""
+    head = (f"Quality **{o.dq_state or '-'}**{checks} · drift **{o.drift_status or '-'}** · {o.rows} rows,"
+            f" {o.bad_rows} bad" + (f" · **failed:** {', '.join(failed_tasks)}" if failed_tasks else ""))
+    parts = [head, f"{o.endpoint_id}: `{o.window_start}` → `{o.window_end}`, model version {o.model_version}"]
+    if o.bad_rows_by_reason:
+        parts.append("Bad rows: " + ", ".join(f"{k} {v}" for k, v in o.bad_rows_by_reason.items()))
+    if o.critical_failed:
+        parts.append("Critical checks failed: " + ", ".join(f"`{c}`" for c in o.critical_failed))
+    if o.drifted:
+        parts.append("Drifted: " + _features(o))
     if o.reasons:
         parts.append("Reasons: " + "; ".join(o.reasons))
     text = "\n\n".join(parts)

@@ -31,7 +31,7 @@ def test_dry_run_then_push_then_nothing_left(conn, db_url, monkeypatch, capsys):
     assert main(["dynatrace", "push", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("mlmon.drift.general,") == 3 and "mlmon.drift.stale" not in out
-    assert "3 pending line(s) would be sent, 1 would expire (older than 1:00:00" in out
+    assert "3 pending line(s) would be sent, 1 would expire (older than 1 hour" in out
     with IngestServer(token=TOKEN) as server:
         monkeypatch.setenv("DYNATRACE_URL", server.url)
         monkeypatch.setenv("DYNATRACE_API_TOKEN", TOKEN)

@@ -261,7 +261,7 @@ def test_expired_lines_are_counted_and_not_sent(conn: psycopg.Connection, server
     assert len(server.accepted) == 2
     assert outbox_status(conn) == {"expired": 4, "sent": 2}
     reason = conn.execute("SELECT DISTINCT last_error FROM monitoring.dynatrace_outbox WHERE status = 'expired'")
-    assert "older than 1:00:00" in reason.fetchone()[0]
+    assert "older than 1 hour" in reason.fetchone()[0]
 
 
 def test_settled_lines_are_deleted_after_the_retention_and_pending_ones_never(

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from monitoring_lib.config import format_duration
 from monitoring_lib.db import connect
 from monitoring_lib.dynatrace.client import URL_ENV, IngestClient, client_from_env
 from monitoring_lib.dynatrace.outbox import MAX_AGE, oldest_sendable_ms, pending_lines, push_pending, tidy
@@ -23,7 +24,7 @@ def push_command(url: str, *, dry_run: bool, endpoint_id: str | None, out: TextI
         for line in fresh:
             out.write(line.line + "\n")
         out.write(f"# {len(fresh)} pending line(s) would be sent, {len(lines) - len(fresh)} would expire"
-                  f" (older than {MAX_AGE}: Dynatrace takes no older points); nothing was sent\n")
+                  f" (older than {format_duration(MAX_AGE)}: Dynatrace takes no older points); nothing was sent\n")
         return 0
     with client_from_env() as client:
         report = push_pending(lambda: connect(url), client, endpoint_id=endpoint_id)

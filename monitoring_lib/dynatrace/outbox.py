@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
+from monitoring_lib.config import format_duration
 from monitoring_lib.dynatrace.client import IngestClient
 from monitoring_lib.dynatrace.lines import LineBatch
 from monitoring_lib.dynatrace.protocol import to_timestamp_ms
@@ -193,7 +194,8 @@ def _expire(
         " WHERE status = 'pending' AND timestamp_ms < %(oldest)s"
         " AND (%(endpoint)s::text IS NULL OR endpoint_id = %(endpoint)s)",
         {
-            "reason": f"older than {max_age} at push time {now.isoformat()}; Dynatrace drops such points",
+            "reason": f"older than {format_duration(max_age)} at push time {now.isoformat()};"
+                      " Dynatrace drops such points",
             "oldest": oldest_sendable_ms(now, max_age),
             "endpoint": endpoint_id,
         },
