@@ -76,12 +76,17 @@ def run_local_airflow(url: str, home: Path, *, port: int = 8080, traffic: bool =
     # its own process group, so the whole group (scheduler, api-server, task processes) stops together
     airflow = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"], env=env,
                                start_new_session=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill`, systemd and container stops: the same clean stop as Ctrl-C
     try:
         return airflow.wait()
     except KeyboardInterrupt:
         return _stop(airflow)
     finally:
         stop.set()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop(process: subprocess.Popen) -> int:
