@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,8 +32,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def api_server(home: Path, database_url: str, timeout_s: float = 180) -> Iterator[str]:
-    """Yield the base URL of an api-server with auth on; the retraining DAG starts paused, as by default."""
+def api_server(home: Path, database_url: str, timeout_s: float = 180, *, extra_env: dict[str, str] | None = None,
+               components: tuple[str, ...] = ()) -> Iterator[str]:
+    """Yield the base URL of an api-server with auth on; the retraining DAG starts paused, as by default.
+
+    `components` (say `("scheduler", "dag-processor")`) run beside it with the same environment, their tasks
+    reporting to this api-server, so runs go through the real scheduler and LocalExecutor.
+    """
     home.mkdir(parents=True, exist_ok=True)
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps(dict(USERS.values())))
@@ -47,12 +53,17 @@ def api_server(home: Path, database_url: str, timeout_s: float = 180) -> Iterato
         "AIRFLOW__API__WORKERS": "1",
     })
     env.pop("MLMON_GRAFANA_URL", None)
-    prepare_airflow(home, env)
+    env.update(extra_env or {})
     port = free_port()
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
+    prepare_airflow(home, env)
     log_path = home / "api-server.log"
+    airflow = str(Path(sys.executable).parent / "airflow")
     with log_path.open("w") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "api-server", "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        others = [subprocess.Popen([airflow, name], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True) for name in components]
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout_s
@@ -67,6 +78,15 @@ def api_server(home: Path, database_url: str, timeout_s: float = 180) -> Iterato
                 time.sleep(1)
             yield base
         finally:
+            for other in others:  # the scheduler's task processes are in its group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(other.pid, signal.SIGTERM)
+            for other in others:
+                try:
+                    other.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(other.pid, signal.SIGKILL)
+                    other.wait()
             proc.terminate()
             try:
                 proc.wait(timeout=30)
