@@ -36,28 +36,30 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from monitoring_lib.config import EndpointConfig
-from monitoring_lib.drift.profile import ReferenceProfile
-from monitoring_lib.errors import SourceError
-from monitoring_lib.pushdown import (
+from monitoring_lib.compute.database.aggregates import (
     INF,
     MISSING,
     NAN,
     NULL,
-    NUMBER_TYPES,
     AggregatePlan,
     Derivable,
     DuplicateIds,
     NotInCount,
     OutsideCount,
-    Params,
     SpecialCount,
+)
+from monitoring_lib.compute.database.sql import (
+    NUMBER_TYPES,
+    Params,
     as_float,
     category_key,
     error_flag,
     finite,
     query_errors,
 )
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.errors import SourceError
 from monitoring_lib.quality.results import (
     BETWEEN,
     COLUMNS_MATCH,
