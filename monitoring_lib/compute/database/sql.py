@@ -132,6 +132,43 @@ def exact_number(v: sql.Composable) -> sql.Composed:
     return sql.SQL("{}::text::numeric").format(v)
 
 
+# A decimal number's text as `pandas.to_numeric` reads it (after `stripped`); words such as 'inf' are not.
+_NUMBER_TEXT = r"^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$"
+# Number text `numeric` may refuse: an exponent from 1000 (older servers refuse one beyond ±1000), or more
+# digits than it holds (131072 before the point); more than 16383 decimals are cut to `_DECIMALS` first,
+_BEYOND_NUMERIC = "length({t}) > 100000 OR {t} ~ '[eE][-+]?0*[1-9][0-9]{{3,}}$'"
+# enough for the float8 nearest to any number text with an exponent below 1000.
+_DECIMALS = 1100
+
+
+def stripped(value: sql.Composable) -> sql.Composed:
+    """A value's text without the ASCII whitespace `pandas.to_numeric` allows around a number."""
+    return sql.SQL("btrim({}::text, E' \\t\\n\\r\\f\\x0B')").format(value)
+
+
+def text_number(text: sql.Composable) -> sql.Composed:
+    """`stripped` text as the float8 `pandas.to_numeric` reads from it; NULL where it is not a decimal number.
+
+    Beyond float8's range it is ±Infinity and below it ±0.0 (`numeric_as_float`); beyond what `numeric`
+    reads, the text's shape decides: 0 for a mantissa without a non-zero digit or a negative exponent,
+    otherwise ±Infinity by the sign. No text fails the query. The quality checks' numeric values and the
+    error flag of a text column both read numbers through here, so the two cannot disagree.
+    """
+    beyond = sql.SQL(_BEYOND_NUMERIC).format(t=text)
+    cut = sql.SQL(
+        "(CASE WHEN length({t}) > {keep} AND strpos({t}, '.') > 0 THEN left(substring({t} FROM '^[^eE]*'),"
+        " strpos({t}, '.') + {keep}) || coalesce(substring({t} FROM '[eE].*$'), '') ELSE {t} END)"
+    ).format(t=text, keep=sql.Literal(_DECIMALS))
+    return sql.SQL(
+        "(CASE WHEN {t} !~ {pattern} THEN NULL WHEN {beyond} THEN CASE"
+        " WHEN {t} ~ '^[-+]?[0-9.]*[1-9]' AND {t} !~ '[eE]-' THEN"
+        " CASE WHEN {t} ~ '^-' THEN '-Infinity'::float8 ELSE 'Infinity'::float8 END"
+        " WHEN {t} ~ '^-' THEN '-0'::float8 ELSE 0::float8 END"
+        " ELSE {n} END)"
+    ).format(t=text, pattern=sql.Literal(_NUMBER_TEXT), beyond=beyond,
+             n=numeric_as_float(sql.SQL("{}::numeric").format(cut)))
+
+
 def category_key(name: str, pgtype: str) -> sql.Composed:
     """The value as the text key `category_counts` produces from the same value in pandas.
 
@@ -165,23 +202,18 @@ _SPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 def error_flag(name: str, pgtype: str) -> sql.Composed:
     """True where `frames.normalise_frame` would read the error column as true; null counts as false.
 
-    Text is true for the words pandas' reading takes as true and for any number it parses as non-zero:
-    ±Infinity ('inf', 'Infinity', '1e999') too, with no overflow error.
+    Text is true for the words pandas' reading takes as true and for any number it parses as non-zero
+    (`text_number`): ±Infinity ('inf', 'Infinity', '1e999') too, with no overflow error.
     """
     col = sql.Identifier(name)
     if pgtype == "bool":
         return sql.SQL("({} IS TRUE)").format(col)
     if pgtype in NUMBER_TYPES:
         return sql.SQL("coalesce({v} NOT IN (0, 'NaN'::float8), false)").format(v=as_float(name, pgtype))
-    text = sql.SQL("btrim({}::text, E' \\t\\n\\r\\f\\x0B')").format(col)
     return sql.SQL(
-        "(coalesce(lower(btrim({c}::text, {space})) IN ('true', 't', '1', 'yes', 'y'), false) OR coalesce(CASE"
-        " WHEN {t} !~ '^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$' THEN {c}::text ~* '^[-+]?inf(inity)?$'"
-        # beyond what `numeric` reads (an exponent from 1000, 16383 decimals) the exponent's sign decides
-        " WHEN length({t}) > 15000 OR {t} ~ '[eE][-+]?0*[1-9][0-9]{{3,}}$'"
-        " THEN {t} ~ '^[-+]?[0-9.]*[1-9]' AND {t} !~ '[eE]-'"
-        " ELSE abs({t}::numeric) > {zero} END, false))"
-    ).format(t=text, c=col, zero=sql.Literal(ROUNDS_TO_ZERO), space=sql.Literal(_SPACE))
+        "(coalesce(lower(btrim({c}::text, {space})) IN ('true', 't', '1', 'yes', 'y'), false)"
+        " OR coalesce({n} <> 0, {c}::text ~* '^[-+]?inf(inity)?$', false))"
+    ).format(c=col, n=text_number(stripped(col)), space=sql.Literal(_SPACE))
 
 
 @contextmanager
