@@ -40,7 +40,6 @@ from monitoring_lib.source import read_window
 from monitoring_lib.store import replace_window, upsert
 
 log = logging.getLogger(__name__)
-STATUS_RANK = {"no_drift": 0, "possible_drift": 1, "drift_detected": 2}
 
 
 @dataclass(frozen=True)
