@@ -237,20 +237,22 @@ def scan_floors(url: str, cfg: Any, repeats: int) -> dict[str, float]:
     edges, a category's position), summed instead of grouped: the per-row work of histogramming
     without its hashing. Fastest of `repeats` each.
     """
+    from monitoring_lib.compute.database.histograms import bucket_key, fine_buckets
+    from monitoring_lib.compute.database.scan import summary_columns
+    from monitoring_lib.compute.database.sql import Params, window_rows
     from monitoring_lib.drift.profile import NumericProfile
     from monitoring_lib.profiles import load_active_profile
-    from monitoring_lib.pushdown import Params, _bucket, _columns, _fine_buckets, window_rows
     from monitoring_lib.source import describe_source
 
     with psycopg.connect(url) as conn:
         profile = load_active_profile(conn, cfg.endpoint_id, cfg.model.version)
         types = describe_source(conn, cfg.source)
-        cols = _columns(cfg, profile)
-        fine = {c.name: _fine_buckets(c, cfg.drift.band_k) for c in cols if isinstance(c, NumericProfile)}
+        cols = summary_columns(cfg, profile)
+        fine = {c.name: fine_buckets(c, cfg.drift.band_k) for c in cols if isinstance(c, NumericProfile)}
         p = Params()
         plain = [sql.SQL("sum({}::float8)" if isinstance(c, NumericProfile) else "count({})").format(
             sql.Identifier(c.name)) for c in cols]
-        keys = [sql.SQL("sum({})").format(_bucket(c, fine, types[c.name], p)) for c in cols]
+        keys = [sql.SQL("sum({})").format(bucket_key(c, fine, types[c.name], p)) for c in cols]
         window = window_rows(cfg, p, WINDOW_START, WINDOW_END)
         out = {}
         for name, items in (("scan_s", plain), ("keys_s", keys)):

@@ -9,49 +9,17 @@ line per problem and exit non-zero; tracebacks are for bugs, not for bad input o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from monitoring_lib.db import command_database, mlmon_home
 from monitoring_lib.errors import ConfigError, DatabaseUnavailableError, MonitoringError
 
 EXIT_PROBLEM = 1
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
-
-
-def mlmon_home() -> Path:
-    return Path(os.environ.get("MLMON_HOME") or Path.cwd() / ".mlmon")
-
-
-@contextlib.contextmanager
-def database(upgrade_embedded: bool = True, shared_with_dags: bool = False) -> Iterator[str]:
-    """The database the DAGs use, named on stderr (redacted); without one, the project-local embedded one
-    (created and migrated on first use), said loudly: its tables are not the ones the DAGs write, unless
-    the command hands it to the DAGs itself (`shared_with_dags`)."""
-    from monitoring_lib.db import AIRFLOW_CONN_ENV, DATABASE_URL_ENV, EmbeddedPostgres, configured_database, redact
-
-    found = configured_database()
-    if found is not None:
-        url, source = found
-        print(f"mlmon: database {redact(url)} (from {source})", file=sys.stderr)
-        yield url
-        return
-    home = mlmon_home()
-    whose = "which this command's Airflow uses too" if shared_with_dags else "not the one the DAGs use"
-    print(f"mlmon: no {DATABASE_URL_ENV} or {AIRFLOW_CONN_ENV} (monitoring_db Connection) set: using the embedded"
-          f" database under {home}, {whose}", file=sys.stderr)
-    with EmbeddedPostgres(home) as url:
-        if upgrade_embedded:
-            from monitoring_lib import migrations
-            from monitoring_lib.db import connect
-
-            with connect(url) as conn:
-                migrations.upgrade(conn)
-        yield url
 
 
 def parse_time(text: str) -> datetime:
@@ -71,7 +39,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from monitoring_lib import migrations
     from monitoring_lib.db import connect
 
-    with database(upgrade_embedded=False) as url, connect(url) as conn:
+    with command_database(upgrade_embedded=False) as url, connect(url) as conn:
         if args.action == "upgrade":
             done = migrations.upgrade(conn)
             conn.commit()
@@ -86,7 +54,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_validate_config(args: argparse.Namespace) -> int:
     from monitoring_lib.validation import validate_configs
 
-    problems, checked = validate_configs(args.config_dir, check_database=not args.no_db, database=database)
+    problems, checked = validate_configs(args.config_dir, check_database=not args.no_db, database=command_database)
     for problem in problems:
         print(problem)
     print(f"{checked} config file(s) checked, {len(problems)} problem(s)", file=sys.stderr)
@@ -98,7 +66,7 @@ def cmd_fit_reference(args: argparse.Namespace) -> int:
     from monitoring_lib.reference import fit_and_store
 
     cfg = get_endpoint(args.endpoint, args.config_dir)
-    with database() as url:
+    with command_database() as url:
         stored = fit_and_store(url, cfg, table=args.table, query=args.query, file=args.file,
                                model_version=args.model_version)
     print(f"stored reference profile v{stored.version} for {cfg.endpoint_id} model version "
@@ -120,7 +88,7 @@ def cmd_run_interval(args: argparse.Namespace) -> int:
     from monitoring_lib.runner import run_interval
 
     cfg = get_endpoint(args.endpoint, args.config_dir)
-    with database() as url:
+    with command_database() as url:
         report = run_interval(url, cfg, args.start, args.end)
     _print_report(report)
     return 0
@@ -137,7 +105,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if not spans:
         raise MonitoringError(f"no whole {format_duration(cfg.schedule.interval)} interval between {args.start}"
                               f" and {args.end}")
-    with database() as url:
+    with command_database() as url:
         for start, end in tqdm(spans, desc=f"backfill {cfg.endpoint_id}", unit="interval", file=sys.stderr):
             report = run_interval(url, cfg, start, end)
             if args.verbose:
@@ -150,7 +118,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from monitoring_lib.db import connect
     from monitoring_lib.status import render_status
 
-    with database() as url, connect(url) as conn:
+    with command_database() as url, connect(url) as conn:
         _require_schema(conn)
         print(render_status(conn, windows=args.windows, endpoint_id=args.endpoint))
     return 0
@@ -159,7 +127,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_dynatrace(args: argparse.Namespace) -> int:
     from monitoring_lib.dynatrace.command import push_command
 
-    with database() as url:
+    with command_database() as url:
         return push_command(url, dry_run=args.dry_run, endpoint_id=args.endpoint, out=sys.stdout)
 
 
@@ -175,7 +143,7 @@ def cmd_init_demo(args: argparse.Namespace) -> int:
     from monitoring_lib.demo.orchestrate import ENDPOINT_ID
 
     cfg = get_endpoint(ENDPOINT_ID, args.config_dir)
-    with database() as url:
+    with command_database() as url:
         print(f"{ENDPOINT_ID}: {describe(init_demo(url, cfg))}")
     return 0
 
@@ -183,7 +151,7 @@ def cmd_init_demo(args: argparse.Namespace) -> int:
 def cmd_airflow_local(args: argparse.Namespace) -> int:
     from monitoring_lib.demo.local_airflow import run_local_airflow
 
-    with database(shared_with_dags=True) as url:
+    with command_database(shared_with_dags=True) as url:
         return run_local_airflow(url, mlmon_home() / "airflow-local", port=args.port, traffic=not args.no_traffic)
 
 

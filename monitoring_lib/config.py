@@ -442,7 +442,7 @@ class EndpointConfig(_Frozen):
     labels: LabelConfig | None = None
     schedule: ScheduleConfig = ScheduleConfig()
     # memory: one Arrow read per window, checks on the DataFrame. database: aggregate queries only, for
-    # windows too large to hold (monitoring_lib.pushdown, pushdown_rows, quality.in_database).
+    # windows too large to hold (monitoring_lib.compute.database, quality.in_database).
     compute: Literal["memory", "database"] = "memory"
     drift: DriftConfig = DriftConfig()
     quality: QualityConfig = QualityConfig()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
@@ -14,6 +16,7 @@ from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urls
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from monitoring_lib import migrations
 from monitoring_lib.errors import ConfigError, DatabaseUnavailableError
 
 DATABASE_URL_ENV = "MLMON_DATABASE_URL"
@@ -162,3 +165,30 @@ class EmbeddedPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def mlmon_home() -> Path:
+    """Where the project-local state of the commands lives (embedded database, local Airflow home)."""
+    return Path(os.environ.get("MLMON_HOME") or Path.cwd() / ".mlmon")
+
+
+@contextlib.contextmanager
+def command_database(upgrade_embedded: bool = True, shared_with_dags: bool = False) -> Iterator[str]:
+    """The database a command works on: the one the DAGs use, named on stderr (redacted); without one, the
+    project-local embedded one (created and migrated on first use), said loudly: its tables are not the ones
+    the DAGs write, unless the command hands it to the DAGs itself (`shared_with_dags`)."""
+    found = configured_database()
+    if found is not None:
+        url, source = found
+        print(f"mlmon: database {redact(url)} (from {source})", file=sys.stderr)
+        yield url
+        return
+    home = mlmon_home()
+    whose = "which this command's Airflow uses too" if shared_with_dags else "not the one the DAGs use"
+    print(f"mlmon: no {DATABASE_URL_ENV} or {AIRFLOW_CONN_ENV} (monitoring_db Connection) set: using the embedded"
+          f" database under {home}, {whose}", file=sys.stderr)
+    with EmbeddedPostgres(home) as url:
+        if upgrade_embedded:
+            with connect(url) as conn:
+                migrations.upgrade(conn)
+        yield url

@@ -12,9 +12,11 @@ merge is exact: no quantile is interpolated) and counts the distinct bad and fai
 PostgreSQL, where every row is visible at once.
 
 Each group reports its row count, model version and reference version; the interval task compares
-them with its own. Rows that landed between the reads make them differ, and the interval is then
-computed in one database snapshot instead (`compute: database`), so a result never mixes two states
-of the window.
+them with its own read and with the rows PostgreSQL counts. When they differ (rows landed between the
+reads, a group is missing or used another reference), the interval task summarises the groups again
+itself, one at a time, so its memory stays that of one group; only if the window changes again meanwhile
+is the interval computed in one database snapshot (`compute: database`), so a result never mixes two
+states of the window. A group whose window already has a current stored result is not read again.
 """
 
 from __future__ import annotations

@@ -14,12 +14,12 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from monitoring_lib.compute.database.sql import NUMBER_OR_BOOL_TYPES, as_number, in_window, qualified, source_relation
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.endpoints import current_version
 from monitoring_lib.errors import SourceError
-from monitoring_lib.pushdown import as_number
-from monitoring_lib.source import NUMBER_OR_BOOL_TYPES, describe_relation, describe_source, qualified, source_relation
+from monitoring_lib.source import describe_relation, describe_source
 from monitoring_lib.store import replace_window
 
 
@@ -137,7 +137,7 @@ def _labelled(
 ) -> pd.DataFrame:
     """The window's predictions joined to their labels, both as float8.
 
-    Each column is converted by its SQL type (`pushdown.as_number`): a `numeric` beyond float8's range
+    Each column is converted by its SQL type (`compute.database.sql.as_number`): a `numeric` beyond float8's range
     reads as ±Infinity rather than failing the cast, a boolean as 0 or 1. A column of another type is a
     `SourceError` naming it, not a cast error from deep inside the query.
     """
@@ -157,8 +157,8 @@ def _labelled(
     query = sql.SQL(
         "SELECT s.{ts} AS ts, {pred} AS prediction, {label} AS label, {bucket} AS bucket_value"
         " FROM {rel} JOIN {labels} AS l ON l.{key} = s.{rid}"
-        " WHERE s.{ts} >= %s AND s.{ts} < %s"
-    ).format(ts=sql.Identifier(src.timestamp_column),
+        " WHERE {window}"
+    ).format(ts=sql.Identifier(src.timestamp_column), window=in_window(src, sql.SQL("%s"), sql.SQL("%s"), alias="s"),
              pred=number("s", src.prediction_column, "source.prediction_column"),
              label=number("l", lab.label_column, "labels.label_column"), bucket=bucket,
              rel=source_relation(src, alias="s"),

@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 from psycopg import sql
 
+from monitoring_lib.compute.database.sql import qualified
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.endpoints import ensure_endpoint
 from monitoring_lib.errors import MonitoringError, SourceError
 from monitoring_lib.profiles import save_profile
-from monitoring_lib.source import qualified
 
 
 def read_training_data(url: str, *, table: str | None = None, query: str | None = None,

@@ -40,7 +40,6 @@ from monitoring_lib.source import read_window
 from monitoring_lib.store import replace_window, upsert
 
 log = logging.getLogger(__name__)
-STATUS_RANK = {"no_drift": 0, "possible_drift": 1, "drift_detected": 2}
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,7 @@ class _Computed:
 
 def _kpi_types(url: str, cfg: EndpointConfig) -> dict[str, str]:
     """The source's SQL types when a KPI's rule depends on them (one query without rows), else none."""
-    from monitoring_lib.pushdown import query_errors
+    from monitoring_lib.compute.database.sql import query_errors
     from monitoring_lib.source import describe_source
 
     if not any(kpi_reads_type(cfg, kpi.column) for kpi in cfg.kpis):
@@ -210,9 +209,12 @@ def _compute_in_database(
     now: datetime, stage: _Stages,
 ) -> tuple[_Computed, datetime | None, datetime | None]:
     """`compute: database`: the same results from aggregate queries in one snapshot; no row leaves PostgreSQL."""
+    from monitoring_lib.compute.database.aggregates import AggregatePlan
+    from monitoring_lib.compute.database.bad_rows import BadRowsPlan, require_numeric_types
+    from monitoring_lib.compute.database.kpis import KpiPlan
+    from monitoring_lib.compute.database.scan import summaries_in_database
+    from monitoring_lib.compute.database.sql import query_errors, raise_work_mem
     from monitoring_lib.drift.engine import compute_drift
-    from monitoring_lib.pushdown import AggregatePlan, query_errors, raise_work_mem, summaries_in_database
-    from monitoring_lib.pushdown_rows import BadRowsPlan, KpiPlan, require_numeric_types
     from monitoring_lib.quality.in_database import QualityPlan
     from monitoring_lib.snapshot import beside
     from monitoring_lib.source import describe_source
@@ -266,11 +268,11 @@ def _compute_with_groups(
     Distinct bad and failed rows span all columns, so PostgreSQL counts them. When the groups read
     another state of the window, see `_unmerged`.
     """
+    from monitoring_lib.compute.database.bad_rows import bad_rows_in_database, require_numeric_types
+    from monitoring_lib.compute.database.sql import raise_work_mem
     from monitoring_lib.drift.engine import compute_drift, prediction_columns
     from monitoring_lib.drift.summaries import summarise_frame
     from monitoring_lib.feature_groups import core_columns, merged_quality, mismatch
-    from monitoring_lib.pushdown import raise_work_mem
-    from monitoring_lib.pushdown_rows import bad_rows_in_database, require_numeric_types
     from monitoring_lib.source import describe_source
 
     with stage("extract"):

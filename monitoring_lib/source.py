@@ -6,11 +6,8 @@ with `adbc-driver-postgresql` straight into Arrow and converted to pandas once.
 
 from __future__ import annotations
 
-import decimal
-import sys
 from collections.abc import Collection
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -18,30 +15,9 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
+from monitoring_lib.compute.database.sql import in_window, numeric_as_float, qualified, source_relation
 from monitoring_lib.config import EndpointConfig, SourceConfig
 from monitoring_lib.errors import DatabaseUnavailableError, SourceError
-
-# PostgreSQL's number types (as `describe_source` names them), and with booleans, read as 0 and 1, what a
-# KPI aggregates and performance metrics compare
-NUMBER_TYPES = frozenset({"int2", "int4", "int8", "float4", "float8", "numeric"})
-NUMBER_OR_BOOL_TYPES = frozenset({*NUMBER_TYPES, "bool"})
-
-
-def qualified(name: str) -> sql.Identifier:
-    """`schema.table` or `table` from config, each part quoted as an identifier."""
-    return sql.Identifier(*name.split(".", 1))
-
-
-def source_relation(source: SourceConfig, alias: str = "src") -> sql.Composable:
-    """The FROM item: the configured table, or the configured SELECT wrapped as a derived table.
-
-    The SQL text of a `sql:` source is config written by the deployer (like a view definition),
-    never user input; it is wrapped, not interpolated with values.
-    """
-    if source.table:
-        return sql.SQL("{} AS {}").format(qualified(source.table), sql.Identifier(alias))
-    body = sql.SQL(source.sql.strip().rstrip(";"))  # type: ignore[union-attr]
-    return sql.SQL("({}) AS {}").format(body, sql.Identifier(alias))
 
 
 def window_query(
@@ -56,36 +32,8 @@ def window_query(
     p1, p2 = ("$1", "$2") if placeholder == "$" else ("%s", "%s")
     items = [sql.SQL("{} AS {}").format(numeric_as_float(sql.Identifier(c)), sql.Identifier(c))
              if c in as_float else sql.Identifier(c) for c in cols]
-    return sql.SQL("SELECT {cols} FROM {rel} WHERE {ts} >= {p1} AND {ts} < {p2}").format(
-        cols=sql.SQL(", ").join(items),
-        rel=source_relation(src),
-        ts=sql.Identifier(src.timestamp_column),
-        p1=sql.SQL(p1),
-        p2=sql.SQL(p2),
-    )
-
-
-# A `numeric` value as the float8 that parsing its text gives (`frames.normalise_frame` parses text numbers):
-# beyond float max it is ±Infinity (a non-finite value, counted as such) rather than the cast's overflow error.
-# Converted by the server, a window of 20 `numeric` columns reads 3-4x faster than as text parsed in pandas.
-# Below float's range too: a number that rounds to zero is ±0.0, not the cast's out-of-range error.
-_NUMERIC_AS_FLOAT = (
-    "(CASE WHEN {c} BETWEEN -1e308 AND 1e308 THEN CASE WHEN {c} BETWEEN -1e-300 AND 1e-300 AND abs({c}) <= {zero}"
-    " THEN CASE WHEN {c} < 0 THEN '-0'::float8 ELSE 0::float8 END ELSE {c}::float8 END"
-    " WHEN {c} = 'NaN' THEN 'NaN'::float8"
-    " WHEN {c} >= {limit} THEN 'Infinity'::float8 WHEN {c} <= -{limit} THEN '-Infinity'::float8"
-    " ELSE {c}::float8 END)"
-)
-# Float max plus half its ulp, the first number that rounds to Infinity (max's last mantissa bit is odd).
-_ROUNDS_TO_INFINITY = Decimal(int(sys.float_info.max) + 2 ** 970)
-# Half the smallest subnormal float, exactly: a number up to it rounds to 0.0, one above it does not.
-ROUNDS_TO_ZERO = decimal.Context(prec=1100).divide(Decimal(5e-324), 2)
-
-
-def numeric_as_float(value: sql.Composable) -> sql.Composed:
-    """A `numeric` value as float8 without the cast's overflow error (`_NUMERIC_AS_FLOAT`)."""
-    return sql.SQL(_NUMERIC_AS_FLOAT).format(c=value, limit=sql.Literal(_ROUNDS_TO_INFINITY),
-                                             zero=sql.Literal(ROUNDS_TO_ZERO))
+    return sql.SQL("SELECT {cols} FROM {rel} WHERE {window}").format(
+        cols=sql.SQL(", ").join(items), rel=source_relation(src), window=in_window(src, sql.SQL(p1), sql.SQL(p2)))
 
 
 def _numbers_stored_as_numeric(cur: Any, cfg: EndpointConfig, columns: list[str]) -> set[str]:
@@ -138,9 +86,8 @@ def _text_storage(table: pa.Table) -> pa.Table:
 
 
 def count_window(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime) -> int:
-    query = sql.SQL("SELECT count(*) FROM {rel} WHERE {ts} >= %s AND {ts} < %s").format(
-        rel=source_relation(cfg.source), ts=sql.Identifier(cfg.source.timestamp_column)
-    )
+    query = sql.SQL("SELECT count(*) FROM {rel} WHERE {window}").format(
+        rel=source_relation(cfg.source), window=in_window(cfg.source, sql.SQL("%s"), sql.SQL("%s")))
     return int(conn.execute(query, (start, end)).fetchone()[0])
 
 

@@ -16,7 +16,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from monitoring_lib import pushdown
+from monitoring_lib.compute.database import scan as pushdown
+from monitoring_lib.compute.database.scan import summaries_in_database
+from monitoring_lib.compute.database.sql import as_float, error_flag
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.engine import compute_drift
 from monitoring_lib.drift.fit import fit_reference
@@ -25,7 +27,6 @@ from monitoring_lib.drift.summaries import ColumnSummary, summarise_frame
 from monitoring_lib.errors import SourceError
 from monitoring_lib.frames import normalise_frame
 from monitoring_lib.operational import bucket_metrics
-from monitoring_lib.pushdown import summaries_in_database
 from monitoring_lib.snapshot import beside
 from monitoring_lib.source import read_window, window_query
 
@@ -410,7 +411,7 @@ def test_the_error_flag_reads_text_as_pandas_does(conn):
     with conn.cursor().copy("COPY flags FROM STDIN") as copy:
         for i, text in enumerate(ERROR_TEXTS):
             copy.write_row((i, text))
-    rows = conn.execute(sql.SQL("SELECT {} FROM flags ORDER BY i").format(pushdown.error_flag("failed", "text")))
+    rows = conn.execute(sql.SQL("SELECT {} FROM flags ORDER BY i").format(error_flag("failed", "text")))
     cfg = make_cfg(error_column="failed", latency_column=None)
     df, _ = normalise_frame(pd.DataFrame({"failed": pd.Series(ERROR_TEXTS, dtype=object)}), cfg)
     expected = df["failed"].tolist()
@@ -429,7 +430,7 @@ def test_numeric_values_convert_to_the_float_their_text_parses_to(conn):
     """Beyond float8's range either way a `numeric` is ±Infinity or ±0.0, as Python parses its text, where the
     plain cast fails the query with an out-of-range error."""
     query = sql.SQL("SELECT {} FROM (SELECT x::numeric AS x, i FROM unnest(%s::text[]) WITH ORDINALITY AS t(x, i))"
-                    " AS v ORDER BY i").format(pushdown.as_float("x", "numeric"))
+                    " AS v ORDER BY i").format(as_float("x", "numeric"))
     rows = conn.execute(query, (NUMERIC_TEXTS,))
     got = [repr(r[0]) for r in rows.fetchall()]
     assert got == [repr(float(t)) for t in NUMERIC_TEXTS]  # repr: -0.0 and NaN compare too

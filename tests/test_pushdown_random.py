@@ -32,13 +32,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from monitoring_lib import pushdown
+from monitoring_lib.compute.database import scan as pushdown
+from monitoring_lib.compute.database.scan import summaries_in_database
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.fit import fit_reference
 from monitoring_lib.drift.profile import NumericProfile, ReferenceProfile
 from monitoring_lib.drift.summaries import ColumnSummary, summarise_frame
 from monitoring_lib.frames import normalise_frame
-from monitoring_lib.pushdown import summaries_in_database
 from monitoring_lib.snapshot import beside
 from monitoring_lib.source import read_window
 from tests.test_pushdown import (

@@ -18,10 +18,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from monitoring_lib.compute.database.aggregates import AggregatePlan, DuplicateIds
+from monitoring_lib.compute.database.bad_rows import BadRowsPlan, bad_rows_in_database
+from monitoring_lib.compute.database.scan import summaries_in_database
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.frames import normalise_frame
-from monitoring_lib.pushdown import AggregatePlan, DuplicateIds, summaries_in_database
-from monitoring_lib.pushdown_rows import BadRowsPlan, bad_rows_in_database
 from monitoring_lib.quality import write_quality_results
 from monitoring_lib.quality.in_database import QualityPlan, run_quality_in_database
 from monitoring_lib.quality.validate import QualityOutcome, run_quality

@@ -18,7 +18,7 @@ import psycopg
 
 from monitoring_lib import migrations
 from monitoring_lib.config import get_endpoint
-from monitoring_lib.db import connect
+from monitoring_lib.db import command_database, connect, mlmon_home
 from monitoring_lib.demo.scenario import current_hour
 from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
 from monitoring_lib.reference import fit_and_store, read_training_data
@@ -72,17 +72,15 @@ def prepare_airflow(home: Path, env: dict[str, str]) -> None:
 
 
 def run_demo(hours: int = 36, rows_per_hour: int = 2000, traffic: bool = False) -> int:
-    from monitoring_lib.cli import database, mlmon_home
-
     if traffic:
         from monitoring_lib.demo.traffic import run_traffic
 
-        with database() as url:
+        with command_database() as url:
             return run_traffic(url, rows_per_hour=rows_per_hour)
     began = time.monotonic()
     cfg = get_endpoint(ENDPOINT_ID)
     home = mlmon_home()
-    with database() as url:
+    with command_database() as url:
         say(f"[1/5] database ready ({'MLMON_DATABASE_URL' if os.environ.get('MLMON_DATABASE_URL') else home})")
         end = current_hour()
         with connect(url) as conn:

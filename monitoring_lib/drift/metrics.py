@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import rel_entr
 
-from monitoring_lib.drift.registry import MetricResult, register
+from monitoring_lib.drift.registration import MetricResult, register
 
 KLD_EPSILON = 1e-6
 # PSI is the same symmetric divergence as `kld`; the customary PSI floor for empty bins is larger.

@@ -1,65 +1,16 @@
-"""Drift metrics registered by name, so config can name them and adding one is one function plus a decorator.
+"""Drift metrics by name, the built-ins loaded: what config, tiers and the engine look metrics up in.
 
-Every metric is a pure function `(ref, cur, **params) -> MetricResult` over two aligned count or
-probability vectors (the reference profile's bins and the interval's counts against the same edges).
+Config names metrics; a lookup here sees every built-in (`drift.metrics`) because this module imports
+them before anything can ask, and the registration mechanics live in `drift.registration`, which the
+metric modules import, so the import graph has no circle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from monitoring_lib.drift import metrics as _builtins  # noqa: F401  (registers the built-in metrics)
+from monitoring_lib.drift.registration import METRICS, MetricResult, MetricSpec, register
 
-import numpy as np
-
-FeatureKind = Literal["numeric", "categorical"]
-
-
-@dataclass(frozen=True)
-class MetricResult:
-    value: float
-    p_value: float | None = None
-
-
-MetricFn = Callable[..., MetricResult]
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    fn: MetricFn
-    kinds: frozenset[str]
-    possible: float
-    detected: float
-    higher_is_worse: bool = True
-    # 'distribution': fn(ref_probs, cur_probs); 'counts': fn(ref_counts, cur_counts, **context)
-    inputs: Literal["distribution", "counts"] = "distribution"
-
-    def compute(self, ref_counts: np.ndarray, cur_counts: np.ndarray, **context: object) -> MetricResult:
-        if self.inputs == "counts":
-            return self.fn(np.asarray(ref_counts, float), np.asarray(cur_counts, float), **context)
-        return self.fn(_normalise(ref_counts), _normalise(cur_counts))
-
-
-METRICS: dict[str, MetricSpec] = {}
-
-
-def register(
-    name: str,
-    *,
-    kinds: tuple[FeatureKind, ...] = ("numeric", "categorical"),
-    possible: float,
-    detected: float,
-    higher_is_worse: bool = True,
-    inputs: Literal["distribution", "counts"] = "distribution",
-) -> Callable[[MetricFn], MetricFn]:
-    def decorate(fn: MetricFn) -> MetricFn:
-        if name in METRICS:
-            raise ValueError(f"drift metric '{name}' is already registered")
-        METRICS[name] = MetricSpec(name, fn, frozenset(kinds), possible, detected, higher_is_worse, inputs)
-        return fn
-
-    return decorate
+__all__ = ["METRICS", "MetricResult", "MetricSpec", "get_metric", "register"]
 
 
 def get_metric(name: str) -> MetricSpec:
@@ -67,12 +18,3 @@ def get_metric(name: str) -> MetricSpec:
         return METRICS[name]
     except KeyError:
         raise KeyError(f"unknown drift metric '{name}'; known: {sorted(METRICS)}") from None
-
-
-def _normalise(values: np.ndarray) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
-    total = arr.sum()
-    return arr / total if total > 0 else arr
-
-
-from monitoring_lib.drift import metrics as _metrics  # noqa: E402,F401  (registers the built-ins)

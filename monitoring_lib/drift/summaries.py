@@ -1,11 +1,12 @@
 """Per-interval column summaries: everything drift and the feature-stats table need, nothing row-level.
 
-A `ColumnSummary` is a small set of additive aggregates (histogram counts on the profile's stored
-edges, null/invalid counts, shifted sum and sum of squares, min/max, outside-band count), so it can
-be built either here from a DataFrame with NumPy, or in the database from SQL aggregates
-(`width_bucket` over the same edges, `sum(x - shift)`, `sum((x - shift)^2)`, `min`, `max`), and two
-summaries of the same column can be merged. Moments are kept relative to `shift` (the reference
-mean) so the variance does not lose precision to cancellation when values are large.
+A `ColumnSummary` holds a column's histogram counts on the profile's stored edges (or categories),
+null, invalid, unseen and outside-band counts, the sum and sum of squares of (x - shift), min/max and
+exact quantiles. This module builds it in memory from a DataFrame (one sort of each numeric column's
+finite values); `compute.database.scan.summaries_in_database` builds the same values inside PostgreSQL,
+so drift reads one type whichever mode computed it. Moments are kept relative to `shift` (the reference
+mean) so the variance does not lose precision to cancellation when values are large. Two summaries of
+one column merge (`merge`): counts, moments and extremes exactly, quantiles only approximately.
 """
 
 from __future__ import annotations

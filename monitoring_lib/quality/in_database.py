@@ -36,28 +36,32 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from monitoring_lib.config import EndpointConfig
-from monitoring_lib.drift.profile import ReferenceProfile
-from monitoring_lib.errors import SourceError
-from monitoring_lib.pushdown import (
+from monitoring_lib.compute.database.aggregates import (
     INF,
     MISSING,
     NAN,
     NULL,
-    NUMBER_TYPES,
     AggregatePlan,
     Derivable,
     DuplicateIds,
     NotInCount,
     OutsideCount,
-    Params,
     SpecialCount,
+)
+from monitoring_lib.compute.database.sql import (
+    NUMBER_TYPES,
+    Params,
     as_float,
     category_key,
     error_flag,
     finite,
     query_errors,
+    stripped,
+    text_number,
 )
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.errors import SourceError
 from monitoring_lib.quality.results import (
     BETWEEN,
     COLUMNS_MATCH,
@@ -77,7 +81,7 @@ from monitoring_lib.quality.results import (
     row_count_result,
     unknown_kwargs,
 )
-from monitoring_lib.quality.suite import FLOAT_MAX, ExpectationSpec, build_expectations
+from monitoring_lib.quality.suite import ExpectationSpec, build_expectations
 from monitoring_lib.source import describe_source, unique_columns
 
 Kind = Literal["numeric", "category", "timestamp", "flag", "raw"]
@@ -89,8 +93,6 @@ _FLOAT_TYPES = {"float4", "float8"}
 # What `normalise_frame` leaves for a timestamp column read through Arrow from each PostgreSQL type.
 _DATETIME_DTYPES = {"timestamptz": "datetime64[us, UTC]", "timestamp": "datetime64[us, UTC]",
                     "date": "datetime64[s, UTC]"}
-# A finite decimal number as `pandas.to_numeric` parses it from text (surrounding whitespace allowed).
-_NUMBER_TEXT = r"^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]{1,4})?$"
 _SMALLEST_NORMAL = 2.2250738585072014e-308
 
 
@@ -126,13 +128,9 @@ def _numeric_value(name: str, pgtype: str) -> sql.Composable:
         return sql.SQL("(CASE WHEN {f} THEN {v} END)").format(f=finite(v), v=v)
     if pgtype == "bool":
         return sql.SQL("(CASE WHEN {c} THEN 1.0::float8 WHEN NOT {c} THEN 0.0::float8 END)").format(c=col)
-    text = sql.SQL("btrim({}::text, E' \\t\\n\\r\\f\\x0B')").format(col)
-    number = sql.SQL("{}::numeric").format(text)
-    return sql.SQL(
-        "(CASE WHEN NOT ({t} ~ {pattern}) THEN NULL WHEN abs({n}) > {max} THEN NULL"
-        " WHEN abs({n}) < {tiny} THEN 0.0::float8 ELSE {n}::float8 END)"
-    ).format(t=text, pattern=sql.Literal(_NUMBER_TEXT), n=number, max=sql.Literal(FLOAT_MAX),
-             tiny=sql.Literal(_SMALLEST_NORMAL))
+    v = text_number(stripped(col))
+    return sql.SQL("(CASE WHEN {f} THEN CASE WHEN abs({v}) < {tiny} THEN 0.0::float8 ELSE {v} END END)").format(
+        f=finite(v), v=v, tiny=sql.Literal(_SMALLEST_NORMAL))
 
 
 def _timestamp_value(name: str, pgtype: str) -> sql.Composable:

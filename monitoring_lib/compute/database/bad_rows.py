@@ -1,11 +1,10 @@
-"""Bad-row accounting and business KPIs computed in PostgreSQL, for endpoints with `compute: database`.
+"""Bad-row accounting computed in PostgreSQL, for endpoints with `compute: database`.
 
-They give the numbers `frames.normalise_frame` and `applications.compute_kpis` give in memory, from
-aggregate queries, so no row of the window reaches Python. `BadRowsPlan` and `KpiPlan` add their counts
-to a shared `pushdown.AggregatePlan` (in `compute: database`, the summaries' moments scan evaluates
-it); bad rows then need one `GROUP BY` of the request id (none when a unique index on it rules repeats out),
-whose duplicate count the uniqueness check on that column reuses (and, only when ids repeat, a second
-grouping of the repeated ids' rows):
+It gives the numbers `frames.normalise_frame` gives in memory, from aggregate queries, so no row of the
+window reaches Python. `BadRowsPlan` adds its counts to a shared `aggregates.AggregatePlan` (in
+`compute: database`, the summaries' moments scan evaluates it); bad rows then need one `GROUP BY` of the
+request id (none when a unique index on it rules repeats out), whose duplicate count the uniqueness check
+on that column reuses (and, only when ids repeat, a second grouping of the repeated ids' rows):
 
 - defects per reason: numeric values that are NULL or NaN (`null:<col>`; a prediction on an error
   row is expected to be missing), ±Infinity (`non_finite:<col>`), NULL categories, NULL request ids,
@@ -26,25 +25,19 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from monitoring_lib.applications import AppResult, kpi_problem
-from monitoring_lib.config import EndpointConfig
-from monitoring_lib.errors import SourceError
-from monitoring_lib.frames import BadRowReport
-from monitoring_lib.pushdown import (
+from monitoring_lib.compute.database.aggregates import (
     INF,
     MISSING,
     NAN,
     NULL,
-    NUMBER_TYPES,
     AggregatePlan,
     DuplicateIds,
     SpecialCount,
-    as_float,
-    as_number,
-    error_flag,
-    exact_number,
-    finite,
 )
+from monitoring_lib.compute.database.sql import NUMBER_TYPES, as_float, error_flag
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.errors import SourceError
+from monitoring_lib.frames import BadRowReport
 from monitoring_lib.source import unique_columns
 
 
@@ -201,47 +194,3 @@ def bad_rows_in_database(
 ) -> BadRowReport:
     """The window's `BadRowReport`, as `normalise_frame` reports it for the same rows: one scan, one grouping."""
     return BadRowsPlan(cfg, types, AggregatePlan(cfg, start, end)).report(conn)[0]
-
-
-_KPI_AGG = {"sum": "coalesce(sum({v}) FILTER (WHERE {f}), 0)", "mean": "avg({v}) FILTER (WHERE {f})",
-            "min": "min({v}) FILTER (WHERE {f})", "max": "max({v}) FILTER (WHERE {f})",
-            "count": "count(*) FILTER (WHERE {f})"}
-# the sums in numeric, where float8 overflows (`overflow_safe`); min, max and count cannot
-_KPI_EXACT = {"sum": "coalesce(sum({x}) FILTER (WHERE {f}), 0)", "mean": "avg({x}) FILTER (WHERE {f})"}
-
-
-class KpiPlan:
-    """`compute_kpis` as aggregates of a shared `AggregatePlan`, under the same rules (`kpi_problem`)."""
-
-    def __init__(self, cfg: EndpointConfig, types: dict[str, str], plan: AggregatePlan) -> None:
-        self.cfg, self.plan = cfg, plan
-        self.unavailable: dict[int, str] = {}
-        for i, kpi in enumerate(cfg.kpis):
-            problem = kpi_problem(cfg, kpi.column, types)
-            if problem is None and kpi.column not in types:
-                problem = f"column '{kpi.column}' is not in the source"
-            if problem is not None:
-                self.unavailable[i] = problem
-                continue
-            if kpi.column == cfg.source.error_column:
-                v = sql.SQL("{}::int::float8").format(error_flag(kpi.column, types[kpi.column]))
-            else:
-                v = as_number(kpi.column, types[kpi.column])
-            exact = _KPI_EXACT.get(kpi.agg)
-            plan.add(f"kpi.{i}", sql.SQL(_KPI_AGG[kpi.agg]).format(v=v, f=finite(v)),
-                     exact=None if exact is None else sql.SQL(exact).format(x=exact_number(v), f=finite(v)))
-
-    def results(self, conn: psycopg.Connection) -> list[AppResult]:
-        """One `AppResult` per configured KPI, in config order (evaluates the plan if no scan carried it)."""
-        if len(self.unavailable) < len(self.cfg.kpis):
-            self.plan.execute(conn)
-        out = []
-        for i, kpi in enumerate(self.cfg.kpis):
-            if i in self.unavailable:
-                out.append(AppResult("kpi", kpi.name, "business_kpi", "error", None, {"error": self.unavailable[i]}))
-                continue
-            value = self.plan[f"kpi.{i}"]
-            out.append(AppResult("kpi", kpi.name, "business_kpi", "ok",
-                                 float("nan") if value is None else float(value),
-                                 {"column": kpi.column, "agg": kpi.agg}))
-        return out
