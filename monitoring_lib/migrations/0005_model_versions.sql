@@ -15,25 +15,26 @@ COMMENT ON TABLE monitoring.model_versions IS
     'one row per model version an endpoint served: promoted_at is when it took over; the earliest version also '
     'covers every window before its row';
 
--- Back-fill from what the schema knew before: each retraining promotion at the time it was recorded; each other
--- version seen in interval_runs at the first time a window was computed with it (runs used the version in
--- service when they ran); the version in service now, if still unknown, at the endpoint's earliest evidence.
+-- Back-fill from what the schema knew before. Runs used to take the version in service when they ran, so:
+--   a version a retraining promoted: the time its promotion was recorded;
+--   another version seen in interval_runs: from the start of the earliest window a run computed with it within one
+--     interval of that window's end (a live run), or from the earliest run's start if no run of it was live (a
+--     backfill run later says only that the version was in service by then);
+--   the version in service now, if still unknown: when the registry row was last written.
+-- Windows before an endpoint's earliest row belong to that earliest version (`endpoints.serving_version`).
 WITH promoted AS (
     SELECT endpoint_id, model_version_after AS model_version, min(created_at) AS promoted_at
     FROM monitoring.retraining_events
     WHERE event_type = 'training' AND outcome = 'promoted' AND model_version_after IS NOT NULL
     GROUP BY 1, 2
 ), computed AS (
-    SELECT endpoint_id, model_version, min(started_at) AS promoted_at
+    SELECT endpoint_id, model_version,
+           min(CASE WHEN started_at - window_end < window_end - window_start THEN window_start
+                    ELSE started_at END) AS promoted_at
     FROM monitoring.interval_runs WHERE model_version IS NOT NULL
     GROUP BY 1, 2
 ), current AS (
-    SELECT e.endpoint_id, e.model_version,
-           least(e.first_request, e.updated_at,
-                 (SELECT min(r.window_start) FROM monitoring.interval_runs r WHERE r.endpoint_id = e.endpoint_id),
-                 (SELECT min(p.created_at) FROM monitoring.reference_profiles p
-                   WHERE p.endpoint_id = e.endpoint_id AND p.model_version = e.model_version)) AS promoted_at
-    FROM monitoring.model_endpoints e
+    SELECT endpoint_id, model_version, updated_at AS promoted_at FROM monitoring.model_endpoints
 ), evidence AS (
     SELECT endpoint_id, model_version, promoted_at, 1 AS rank FROM promoted
     UNION ALL SELECT endpoint_id, model_version, promoted_at, 2 FROM computed
