@@ -18,6 +18,7 @@ from monitoring_lib.endpoints import record_promotion, serving_version, window_v
 from monitoring_lib.errors import SourceError
 from monitoring_lib.reference import fit_and_store
 from monitoring_lib.runner import compute_or_reuse, run_interval, stored_report
+from monitoring_lib.validation import check_columns
 from tests.sources import WINDOW_START, clean_rows, create_inference_table, insert_rows, make_config
 
 HOUR = timedelta(hours=1)
@@ -168,8 +169,10 @@ def test_a_model_version_column_decides_the_windows_version(served, conn, comput
     assert compute_or_reuse(served, cfg, iso(0))["model_version"] == "1"
 
 
-def test_a_model_version_column_must_exist_and_not_be_a_monitored_column(served):
+def test_a_model_version_column_must_exist_and_not_be_a_monitored_column(served, conn):
     cfg = make_config(source={"model_version_column": "no_such_column"})
+    assert check_columns(conn, cfg) == [
+        ": source.model_version_column: column 'no_such_column' not found in public.inference"]
     with pytest.raises(SourceError, match="source.model_version_column: column 'no_such_column' not found"):
         run_interval(served, cfg, *hour(0))
     with pytest.raises(ValueError, match="model_version_column: 'region' is already"):
