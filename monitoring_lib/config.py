@@ -98,6 +98,9 @@ class SourceConfig(_Frozen):
     prediction_column: str = "prediction"
     latency_column: str | None = "latency_ms"
     error_column: str | None = "error"
+    # the model version that served each row, when the log has it: a window belongs to its most frequent
+    # value (else to the version the promotion history says served it, `endpoints.window_version`)
+    model_version_column: str | None = None
 
     @model_validator(mode="after")
     def _one_of_table_or_sql(self) -> SourceConfig:
@@ -108,6 +111,10 @@ class SourceConfig(_Frozen):
         overlap = set(self.numeric_features) & set(self.categorical_features)
         if overlap:
             raise ValueError(f"features listed as both numeric and categorical: {sorted(overlap)}")
+        if self.model_version_column and self.model_version_column in (
+                self.timestamp_column, self.request_id_column, self.prediction_column, *self.features):
+            raise ValueError(f"model_version_column: '{self.model_version_column}' is already the timestamp, request"
+                             " id, prediction or a feature; name the column that logs the serving model's version")
         return self
 
     @property

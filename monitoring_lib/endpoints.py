@@ -2,6 +2,9 @@
 
 The config gives the initial model version; once registered, the version is owned by the registry
 (retraining promotes new versions), so editing config metadata never rolls a promotion back.
+
+`model_versions` keeps the promotion history, so each window is attributed to the version that served
+it (`serving_version`), whenever it is computed.
 """
 
 from __future__ import annotations
@@ -12,10 +15,15 @@ from typing import Any
 import psycopg
 
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.source import window_model_version
 
 
 def ensure_endpoint(conn: psycopg.Connection, cfg: EndpointConfig) -> str:
-    """Register or refresh the endpoint's metadata; returns the model version currently in service."""
+    """Register or refresh the endpoint's metadata; returns the model version currently in service.
+
+    The version in service enters the promotion history if it is not there yet (the first
+    registration, or a version set in the registry by hand), as promoted now.
+    """
     row = conn.execute(
         """
         INSERT INTO monitoring.model_endpoints
@@ -30,7 +38,61 @@ def ensure_endpoint(conn: psycopg.Connection, cfg: EndpointConfig) -> str:
         (cfg.endpoint_id, cfg.project, cfg.model.name, cfg.model.version, cfg.model.model_class,
          cfg.model.function_uri, cfg.model.task),
     ).fetchone()
+    record_promotion(conn, cfg.endpoint_id, str(row[0]), source="registered", replace=False)
     return str(row[0])
+
+
+_PROMOTE = ("INSERT INTO monitoring.model_versions (endpoint_id, model_version, promoted_at, source)"
+            " VALUES (%s, %s, coalesce(%s::timestamptz, now()), %s) ON CONFLICT (endpoint_id, model_version) ")
+_PROMOTE_REPLACING = _PROMOTE + "DO UPDATE SET promoted_at = EXCLUDED.promoted_at, source = EXCLUDED.source"
+_PROMOTE_KEEPING = _PROMOTE + "DO NOTHING"
+
+
+def record_promotion(conn: psycopg.Connection, endpoint_id: str, model_version: str, *,
+                     promoted_at: datetime | None = None, source: str = "retraining", replace: bool = True) -> None:
+    """Note that `model_version` serves the endpoint from `promoted_at` (default: now, the caller's transaction).
+
+    `replace=False` keeps an existing row: re-registering never moves a promotion's time.
+    """
+    conn.execute(
+        _PROMOTE_REPLACING if replace else _PROMOTE_KEEPING, (endpoint_id, model_version, promoted_at, source),
+    )
+
+
+def serving_version(conn: psycopg.Connection, endpoint_id: str, window_start: datetime,
+                    window_end: datetime) -> str | None:
+    """The model version that served [window_start, window_end), from the promotion history.
+
+    That is the version in service just before the window's end: the latest promoted strictly before
+    `window_end`. A window straddling a promotion thus belongs to the new version, which is what a live
+    run at the window's end used, so recomputing the window later reproduces the live attribution; and the
+    new model's first traffic is judged against its own reference at once. A window before the first
+    recorded promotion belongs to the earliest version (nothing else is known to have served it).
+    None when the endpoint has no history at all. Only the window's end decides; callers name the whole window.
+    """
+    row = conn.execute(
+        """
+        SELECT model_version FROM monitoring.model_versions WHERE endpoint_id = %(e)s
+        ORDER BY promoted_at < %(end)s DESC,
+                 CASE WHEN promoted_at < %(end)s THEN promoted_at END DESC NULLS LAST,
+                 promoted_at, model_version
+        LIMIT 1
+        """,
+        {"e": endpoint_id, "end": window_end},
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def window_version(conn: psycopg.Connection, cfg: EndpointConfig, window_start: datetime,
+                   window_end: datetime) -> str:
+    """The model version a window belongs to: the source's `model_version_column` when configured and not all
+    NULL in the window (its most frequent value), else the promotion history, else the registry or config."""
+    if cfg.source.model_version_column:
+        logged = window_model_version(conn, cfg, window_start, window_end)
+        if logged is not None:
+            return logged
+    return (serving_version(conn, cfg.endpoint_id, window_start, window_end)
+            or current_version(conn, cfg.endpoint_id) or cfg.model.version)
 
 
 def current_version(conn: psycopg.Connection, endpoint_id: str) -> str | None:

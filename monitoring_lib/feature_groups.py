@@ -136,7 +136,7 @@ def summarise_group(
 ) -> GroupPartial:
     """Read, summarise and check one group's columns of [start, end); nothing is written."""
     from monitoring_lib.db import connect
-    from monitoring_lib.endpoints import current_version
+    from monitoring_lib.endpoints import window_version
     from monitoring_lib.frames import categorical_prediction, normalise_frame
     from monitoring_lib.profiles import load_active_profile
     from monitoring_lib.quality.suite import build_expectations
@@ -151,7 +151,7 @@ def summarise_group(
         raise MonitoringError(f"{cfg.endpoint_id}: feature group {group} does not exist; the config makes "
                               f"{len(groups)} group(s) (scale_out.feature_group_size)")
     with connect(url) as conn:
-        model_version = current_version(conn, cfg.endpoint_id) or cfg.model.version
+        model_version = window_version(conn, cfg, start, end)  # the one that served the window, as the interval's
         profile = load_active_profile(conn, cfg.endpoint_id, model_version)
     plan = route(cfg, build_expectations(cfg, profile, start, end, now)).groups[group]
     df, _ = normalise_frame(read_window(url, cfg, start, end, plan.columns), cfg,

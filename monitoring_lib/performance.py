@@ -17,7 +17,7 @@ from psycopg import sql
 from monitoring_lib.compute.database.sql import NUMBER_OR_BOOL_TYPES, as_number, in_window, qualified, source_relation
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
-from monitoring_lib.endpoints import current_version
+from monitoring_lib.endpoints import window_version
 from monitoring_lib.errors import SourceError
 from monitoring_lib.source import describe_relation, describe_source
 from monitoring_lib.store import replace_window
@@ -218,6 +218,7 @@ def _stage_dynatrace(conn: psycopg.Connection, cfg: EndpointConfig, start: datet
     from monitoring_lib.dynatrace.outbox import stage_lines
 
     with conn.transaction():
-        served = current_version(conn, cfg.endpoint_id) or cfg.model.version
+        # each labelled window's lines carry the version stored with its run; this one only when none is stored
+        served = window_version(conn, cfg, start, end)
         batch = build_performance_lines(conn, cfg, end, since, served)
         return stage_lines(conn, cfg.endpoint_id, start, end, batch, family=(performance_key_prefix(cfg), True))

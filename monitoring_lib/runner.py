@@ -30,7 +30,7 @@ from monitoring_lib.applications import (
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.drift.profile import ReferenceProfile
-from monitoring_lib.endpoints import ensure_endpoint, refresh_endpoint_totals
+from monitoring_lib.endpoints import ensure_endpoint, refresh_endpoint_totals, window_version
 from monitoring_lib.errors import MonitoringError, QualityGateFailed
 from monitoring_lib.feature_groups import GroupPartial
 from monitoring_lib.frames import BadRowReport, categorical_prediction, normalise_frame
@@ -103,7 +103,9 @@ def run_interval(
     stage = _Stages()
 
     with connect(url) as conn:
-        model_version = ensure_endpoint(conn, cfg)
+        ensure_endpoint(conn, cfg)
+        # the version that served the window, not the one in service now: a recompute after a promotion keeps it
+        model_version = window_version(conn, cfg, start, end)
         profile = load_active_profile(conn, cfg.endpoint_id, model_version)
         conn.commit()
 
@@ -137,11 +139,18 @@ def run_interval(
         reference_version=profile.version if profile else None,
         dynatrace_lines=lines,
         timings=stage.timings,
-        reasons=list(result.drift.reasons) if result.drift else [],
+        reasons=list(result.drift.reasons) if result.drift else _no_drift_reasons(result.drift_status, model_version),
     )
     if result.dq_state == "failed":
         _quality_gate(cfg, start, end, result.failed_critical)
     return report
+
+
+def _no_drift_reasons(drift_status: str | None, model_version: str) -> list[str]:
+    """Why a window has no drift result when it is for want of a reference: names the version that served it."""
+    if drift_status == "no_reference":
+        return [f"no reference fitted for model version {model_version}, which served the window"]
+    return []
 
 
 def _quality_gate(cfg: EndpointConfig, start: datetime, end: datetime, failed_critical: list[str],
@@ -546,7 +555,8 @@ def windows(start: datetime, end: datetime, interval: timedelta) -> list[tuple[d
 
 
 def stored_report(url: str, cfg: EndpointConfig, start: datetime, end: datetime) -> IntervalReport | None:
-    """The stored result of a window if it is still current: same model, same reference, same row count.
+    """The stored result of a window if it is still current: same model (the version that served the window, so a
+    later promotion leaves it current), same reference, same row count.
 
     Rows that arrive late change the count, so a window is recomputed exactly when its inputs changed.
     """
@@ -557,16 +567,15 @@ def stored_report(url: str, cfg: EndpointConfig, start: datetime, end: datetime)
         row = conn.execute(
             """
             SELECT r.status, r.rows_seen, r.bad_rows, r.dq_state, r.drift_status, r.model_version,
-                   r.reference_version, d.value, coalesce(d.details, '{}'::jsonb), m.model_version
+                   r.reference_version, d.value, coalesce(d.details, '{}'::jsonb)
             FROM monitoring.interval_runs r
-            JOIN monitoring.model_endpoints m ON m.endpoint_id = r.endpoint_id
             LEFT JOIN monitoring.drift_summary d ON d.endpoint_id = r.endpoint_id AND d.window_start = r.window_start
                  AND d.window_end = r.window_end AND d.metric = 'general_drift'
             WHERE r.endpoint_id = %s AND r.window_start = %s AND r.window_end = %s
             """,
             (cfg.endpoint_id, start, end),
         ).fetchone()
-        if row is None or row[5] != row[9]:
+        if row is None or row[5] != window_version(conn, cfg, start, end):
             return None
         profile = load_active_profile(conn, cfg.endpoint_id, row[5])
         if (profile.version if profile else None) != row[6] or count_window(conn, cfg, start, end) != row[1]:
@@ -575,7 +584,7 @@ def stored_report(url: str, cfg: EndpointConfig, start: datetime, end: datetime)
         endpoint_id=cfg.endpoint_id, window_start=start, window_end=end, status=row[0], rows=row[1], bad_rows=row[2],
         dq_state=row[3], drift_status=row[4], general_drift=row[7], drifted_features=list(row[8].get(
             "drifted_features", [])), model_version=row[5], reference_version=row[6], dynatrace_lines=0,
-        reasons=list(row[8].get("reasons", [])),
+        reasons=list(row[8].get("reasons", [])) or _no_drift_reasons(row[4], row[5]),
     )
 
 

@@ -91,6 +91,26 @@ def count_window(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime,
     return int(conn.execute(query, (start, end)).fetchone()[0])
 
 
+def window_model_version(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime) -> str | None:
+    """The most frequent non-NULL value of `source.model_version_column` in [start, end), as text; None when
+    the window has none. A tie goes to the version logged last in the window (the one serving at its end).
+
+    One aggregate query, whatever the compute mode: the version decides the reference before any read.
+    """
+    src = cfg.source
+    query = sql.SQL(
+        "SELECT {v}::text FROM {rel} WHERE {ts} >= %s AND {ts} < %s AND {v} IS NOT NULL"
+        " GROUP BY 1 ORDER BY count(*) DESC, max({ts}) DESC, 1 DESC LIMIT 1"
+    ).format(v=sql.Identifier(src.model_version_column), rel=source_relation(src),
+             ts=sql.Identifier(src.timestamp_column))
+    try:
+        row = conn.execute(query, (start, end)).fetchone()
+    except psycopg.errors.UndefinedColumn as exc:
+        raise SourceError(f"{cfg.endpoint_id} ({cfg.source_file or 'config'}): source.model_version_column: column"
+                          f" '{src.model_version_column}' not found in {src.table or 'source.sql'}") from exc
+    return None if row is None else str(row[0])
+
+
 _UNIQUE_COLUMNS = """
 SELECT a.attname FROM pg_index AS i
 JOIN pg_class AS c ON c.oid = i.indrelid

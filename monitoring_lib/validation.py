@@ -56,6 +56,7 @@ def check_columns(conn: psycopg.Connection, cfg: EndpointConfig) -> list[str]:
              "a numeric or boolean type")
     need("source.latency_column", src.latency_column, NUMBER_TYPES, "a numeric type")
     need("source.error_column", src.error_column)
+    need("source.model_version_column", src.model_version_column)
     for kpi in cfg.kpis:  # the numeric columns are checked above; the error column is aggregated as its flag
         need(f"kpis.{kpi.name}.column", kpi.column,
              NUMBER_OR_BOOL_TYPES if kpi_reads_type(cfg, kpi.column) else None, "a numeric or boolean type")

@@ -5,7 +5,7 @@ from monitoring_lib import migrations
 TABLES = {
     "model_endpoints", "reference_profiles", "interval_runs", "feature_drift", "drift_summary",
     "feature_stats", "data_quality_results", "operational_metrics", "model_performance",
-    "app_results", "retraining_events", "dynatrace_outbox",
+    "app_results", "retraining_events", "dynatrace_outbox", "model_versions",
 }
 
 
@@ -16,7 +16,7 @@ def _tables(conn: psycopg.Connection) -> set[str]:
     return {r[0] for r in rows}
 
 
-def test_upgrade_twice_on_empty_database_leaves_the_twelve_tables(empty_db_url):
+def test_upgrade_twice_on_empty_database_leaves_the_monitoring_tables(empty_db_url):
     with psycopg.connect(empty_db_url) as conn:
         first = migrations.upgrade(conn)
         conn.commit()

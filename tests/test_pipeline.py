@@ -168,3 +168,9 @@ def test_a_retraining_that_fails_before_its_record_promotes_nothing_and_its_retr
     again = retrain(demo_db, cfg, conf)
     assert again["repeated"] is True and again["model_version_after"] == "2"
     assert served() == ("2", before[1] + 1)
+    # the promotion entered the history with the registry: a window version 1 served, recomputed now, keeps it
+    assert [r[0] for r in conn.execute("SELECT model_version FROM monitoring.model_versions"
+                                       " ORDER BY promoted_at")] == ["1", "2"]
+    recomputed = compute_or_reuse(demo_db, cfg, {"start": START.isoformat(),
+                                                 "end": (START + timedelta(hours=1)).isoformat()}, force=True)
+    assert (recomputed["model_version"], recomputed["reference_version"]) == ("1", 1)

@@ -28,7 +28,7 @@ ENDPOINT_ID = "claims-approved-amount"
 REPO = Path(__file__).resolve().parents[2]
 RESULT_TABLES = ("feature_drift", "drift_summary", "feature_stats", "data_quality_results", "operational_metrics",
                  "model_performance", "app_results", "retraining_events", "dynatrace_outbox", "interval_runs",
-                 "reference_profiles", "model_endpoints")
+                 "reference_profiles", "model_versions", "model_endpoints")
 
 
 def say(text: str) -> None:

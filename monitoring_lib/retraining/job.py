@@ -23,6 +23,7 @@ from monitoring_lib.applications import load_callable
 from monitoring_lib.compute.database.sql import qualified, source_relation
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
+from monitoring_lib.endpoints import record_promotion
 from monitoring_lib.errors import MonitoringError
 from monitoring_lib.performance import classification_metrics, regression_metrics
 from monitoring_lib.profiles import save_profile
@@ -134,6 +135,8 @@ def retrain(url: str, cfg: EndpointConfig, conf: dict[str, Any]) -> dict[str, An
             " WHERE endpoint_id = %s",
             (new_version, document({"path": str(path), "version": new_version, "metrics": challenger_all,
                                  "reference_version": profile.version}), cfg.endpoint_id))
+        # from now on windows belong to the new version; those it did not serve keep theirs when recomputed
+        record_promotion(conn, cfg.endpoint_id, new_version, source="retraining")
         evidence["reference_version"] = profile.version
         evidence["artifact"] = str(path)
         return _insert_record(conn, cfg, start, end, "promoted", current_version, new_version, evidence, conf)
