@@ -24,8 +24,7 @@ def main() -> None:
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     # after Airflow configured its logging: a handler at INFO, as a task's log file has under Airflow's
-    # default `logging_level` (dag.test() prints
-    # warnings only), so the output holds what a task log would
+    # default `logging_level` (dag.test() prints warnings only), so the output holds what a task log would
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
