@@ -145,8 +145,8 @@ def pipeline_child(url: str, cfg: Any, rounds: int = 3) -> dict:
     began = time.perf_counter()
     import great_expectations  # noqa: F401
 
+    import monitoring_lib.compute.memory.quality  # noqa: F401
     import monitoring_lib.drift.engine  # noqa: F401
-    import monitoring_lib.quality.validate  # noqa: F401
     from monitoring_lib.runner import run_interval
 
     imported = time.perf_counter()
@@ -188,7 +188,7 @@ def group_child(url: str, cfg: Any, group: int) -> dict:
     """One mapped feature-group task, as a worker runs it: its columns only, result as JSON."""
     import great_expectations  # noqa: F401
 
-    from monitoring_lib.feature_groups import summarise_group
+    from monitoring_lib.compute.groups.partials import summarise_group
 
     began = time.perf_counter()
     partial = summarise_group(url, cfg, group, WINDOW_START, WINDOW_END, now=WINDOW_END).to_json()
@@ -200,7 +200,7 @@ def grouped_interval_child(url: str, cfg: Any, partials: list[dict]) -> dict:
     """The interval task of a split endpoint: core columns, merge, distinct counts, writes."""
     import great_expectations  # noqa: F401
 
-    from monitoring_lib.feature_groups import GroupPartial
+    from monitoring_lib.compute.groups.partials import GroupPartial
     from monitoring_lib.runner import run_interval
 
     began = time.perf_counter()
@@ -241,7 +241,7 @@ def scan_floors(url: str, cfg: Any, repeats: int) -> dict[str, float]:
     from monitoring_lib.compute.database.scan import summary_columns
     from monitoring_lib.compute.database.sql import Params, window_rows
     from monitoring_lib.drift.profile import NumericProfile
-    from monitoring_lib.profiles import load_active_profile
+    from monitoring_lib.results.profiles import load_active_profile
     from monitoring_lib.source import describe_source
 
     with psycopg.connect(url) as conn:
@@ -339,8 +339,8 @@ def prepare(url: str, args: argparse.Namespace) -> dict[str, float]:
 
     from monitoring_lib import migrations
     from monitoring_lib.drift.fit import fit_reference
-    from monitoring_lib.endpoints import ensure_endpoint
-    from monitoring_lib.profiles import save_profile
+    from monitoring_lib.results.endpoints import ensure_endpoint
+    from monitoring_lib.results.profiles import save_profile
     from monitoring_lib.source import read_window
 
     setup: dict[str, float] = {}

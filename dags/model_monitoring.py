@@ -38,7 +38,7 @@ def build(cfg):  # noqa: ANN001, ANN201
         @task
         def summarise_group(window: dict, group: int, params=None) -> dict:
             from mlmon_airflow import database_url, task_errors
-            from monitoring_lib.feature_groups import summarise_from_task
+            from monitoring_lib.compute.groups.partials import summarise_from_task
             with task_errors():
                 return summarise_from_task(database_url(), cfg, window, group, force=params["force_recompute"])
 

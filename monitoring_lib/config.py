@@ -5,6 +5,7 @@ Secrets never live here: database URLs and tokens come from the environment or A
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitoring_lib.drift.registry import METRICS
 from monitoring_lib.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ class SourceConfig(_Frozen):
     latency_column: str | None = "latency_ms"
     error_column: str | None = "error"
     # the model version that served each row, when the log has it: a window belongs to its most frequent
-    # value (else to the version the promotion history says served it, `endpoints.window_version`)
+    # value (else to the version the promotion history says served it, `results.endpoints.window_version`)
     model_version_column: str | None = None
 
     @model_validator(mode="after")
@@ -186,7 +188,6 @@ class FeatureThresholds(_Frozen):
     def _ordered(self) -> FeatureThresholds:
         """Checked after the metric's defaults fill a tier left unset: `possible: 0.3` alone under hellinger's
         default `detected` of 0.15 would make every value above 0.15 `drift_detected` and none `possible`."""
-        from monitoring_lib.drift.registry import METRICS
 
         spec = METRICS.get(self.metric)
         if spec is None or (self.possible is None and self.detected is None):
@@ -206,7 +207,6 @@ class FeatureThresholds(_Frozen):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, v: str) -> str:
-        from monitoring_lib.drift.registry import METRICS
 
         if v not in METRICS:
             raise ValueError(f"unknown metric '{v}'; known: {sorted(METRICS)}")
@@ -228,7 +228,6 @@ class DriftConfig(_Frozen):
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from monitoring_lib.drift.registry import METRICS  # late: the registry imports numpy
 
         unknown = [m for m in v if m not in METRICS]
         if unknown:
@@ -386,8 +385,6 @@ class NotifierConfig(_Frozen):
     @field_validator("notifier")
     @classmethod
     def _importable_notifier(cls, v: str) -> str:
-        import importlib
-
         if not _DOTTED.match(v):
             raise ValueError(f"'{v}' is not a dotted path like airflow.providers.smtp.notifications.smtp.SmtpNotifier")
         module, name = v.rsplit(".", 1)
@@ -418,8 +415,6 @@ class DeadlineConfig(_Frozen):
 
     @model_validator(mode="after")
     def _runnable_where_configured(self) -> DeadlineConfig:
-        import importlib
-
         method = "notify" if self.run_in == "executor" else "async_notify"
         for i, n in enumerate(self.on_miss):
             module, name = n.notifier.rsplit(".", 1)
@@ -449,7 +444,7 @@ class EndpointConfig(_Frozen):
     labels: LabelConfig | None = None
     schedule: ScheduleConfig = ScheduleConfig()
     # memory: one Arrow read per window, checks on the DataFrame. database: aggregate queries only, for
-    # windows too large to hold (monitoring_lib.compute.database, quality.in_database).
+    # windows too large to hold (monitoring_lib.compute.database).
     compute: Literal["memory", "database"] = "memory"
     drift: DriftConfig = DriftConfig()
     quality: QualityConfig = QualityConfig()
@@ -465,7 +460,7 @@ class EndpointConfig(_Frozen):
     def feature_groups(self) -> list[list[str]]:
         """The features cut into `scale_out.feature_group_size` groups, in config order; empty when not split.
 
-        Here rather than in `feature_groups` so the DAG file can size its mapped task without heavy imports.
+        Here rather than in `compute.groups` so the DAG file can size its mapped task without heavy imports.
         """
         size = self.scale_out.feature_group_size
         features = list(self.source.features)

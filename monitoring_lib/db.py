@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -142,7 +143,7 @@ class EmbeddedPostgres:
         self._server = None
 
     def start(self) -> str:
-        import pgserver
+        import pgserver  # the optional `embedded` extra: only a machine without a database server has it
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -156,8 +157,6 @@ class EmbeddedPostgres:
             self._server.cleanup()
             self._server = None
         if not self._persistent:
-            import shutil
-
             shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> str:

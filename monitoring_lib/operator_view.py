@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from monitoring_lib.endpoints import list_endpoints
+from monitoring_lib.results.endpoints import list_endpoints
 
 DEFAULT_WINDOWS = 24
 STATES = ("quality_failed", "quality_warning", "drift_detected", "possible_drift", "stale", "late", "failed_run")

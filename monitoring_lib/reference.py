@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import adbc_driver_postgresql.dbapi as adbc
 import pandas as pd
 from psycopg import sql
 
 from monitoring_lib.compute.database.sql import qualified
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
+from monitoring_lib.drift.fit import fit_reference
 from monitoring_lib.drift.profile import ReferenceProfile
-from monitoring_lib.endpoints import ensure_endpoint
 from monitoring_lib.errors import MonitoringError, SourceError
-from monitoring_lib.profiles import save_profile
+from monitoring_lib.results.endpoints import ensure_endpoint
+from monitoring_lib.results.profiles import save_profile
 
 
 def read_training_data(url: str, *, table: str | None = None, query: str | None = None,
@@ -28,8 +31,6 @@ def read_training_data(url: str, *, table: str | None = None, query: str | None 
         if file.suffix.lower() in {".csv", ".txt"}:
             return pd.read_csv(file), f"file:{file.name}"
         raise MonitoringError(f"training data file {file}: use .parquet or .csv")
-    import adbc_driver_postgresql.dbapi as adbc
-
     if table:
         text = sql.SQL("SELECT * FROM {}").format(qualified(table)).as_string()
         where = f"table:{table}"
@@ -66,9 +67,7 @@ def fit_and_store(url: str, cfg: EndpointConfig, *, table: str | None = None, qu
 
 def fit_profile(df: pd.DataFrame, cfg: EndpointConfig, where: str, model_version: str) -> ReferenceProfile:
     """The profile of `df` for `model_version`, not yet stored (the caller's transaction stores it)."""
-    import dataclasses
 
-    from monitoring_lib.drift.fit import fit_reference
 
     label = None
     if cfg.labels is not None and cfg.labels.label_column in df:

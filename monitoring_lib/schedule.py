@@ -1,4 +1,4 @@
-"""Which window a run covers: Airflow's data interval, a manual override, or the last whole interval.
+"""Which windows a run covers: Airflow's data interval, a manual override, the last whole interval, a backfill's range.
 
 Windows lie on one grid, `schedule.start_date` + k·`interval`, whoever starts the run. Airflow 3 gives
 manual runs a data interval ending at the moment of the trigger (or a zero-width one for cron-string
@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from monitoring_lib.errors import WindowParamError
+from monitoring_lib.errors import MonitoringError, WindowParamError
 
 if TYPE_CHECKING:
     from monitoring_lib.config import EndpointConfig
@@ -46,6 +46,26 @@ def resolve_window(
     if end <= start:
         raise WindowParamError(f"window end {end.isoformat()} must be after its start {start.isoformat()}")
     return standard(start), standard(end)
+
+
+def check_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """A window given by a caller (CLI, test, backfill) as UTC bounds; naive or empty windows are refused."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise MonitoringError("window bounds must carry a time zone (e.g. 2026-11-23T10:00:00+00:00)")
+    if end <= start:
+        raise MonitoringError(f"window end {end.isoformat()} must be after its start {start.isoformat()}")
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def windows(start: datetime, end: datetime, interval: timedelta) -> list[tuple[datetime, datetime]]:
+    """Consecutive [s, s+interval) windows covering [start, end); a partial last window is not run."""
+    start, end = check_window(start, end)
+    out = []
+    cursor = start
+    while cursor + interval <= end:
+        out.append((cursor, cursor + interval))
+        cursor += interval
+    return out
 
 
 def standard(moment: datetime) -> datetime:

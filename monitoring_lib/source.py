@@ -10,6 +10,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+import adbc_driver_postgresql.dbapi as adbc
 import pandas as pd
 import psycopg
 import pyarrow as pa
@@ -52,8 +53,6 @@ def read_window(
     url: str, cfg: EndpointConfig, start: datetime, end: datetime, columns: list[str] | None = None
 ) -> pd.DataFrame:
     """Fetch the window's rows (all monitored columns, or `columns`) into pandas through Arrow in one read."""
-    import adbc_driver_postgresql.dbapi as adbc
-
     cols = columns or cfg.source.columns()
     try:
         with adbc.connect(url) as aconn, aconn.cursor() as cur:

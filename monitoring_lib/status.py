@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from monitoring_lib.endpoints import list_endpoints
+from monitoring_lib.results.endpoints import list_endpoints
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:

@@ -60,7 +60,7 @@ def publish_outcome(url: str, report: dict[str, Any], context: dict[str, Any], a
 def publish_stored(url: str, cfg: EndpointConfig, window: dict[str, str], context: dict[str, Any]) -> None:
     """When compute_interval fails on its quality gate (`fail_task`), the window is stored all the same: its
     outcome still reaches the log and the run's note (a failed task emits no asset events)."""
-    from monitoring_lib.runner import stored_report  # as in compute_task
+    from monitoring_lib.results.report import stored_report  # as in compute_task
 
     stored = stored_report(url, cfg, datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"]))
     if stored is not None:

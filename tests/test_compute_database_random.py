@@ -66,7 +66,8 @@ from monitoring_lib.drift.fit import fit_reference
 from monitoring_lib.drift.profile import NumericProfile
 from monitoring_lib.errors import MonitoringError
 from monitoring_lib.reference import fit_and_store
-from monitoring_lib.runner import IntervalReport, run_interval
+from monitoring_lib.results.report import IntervalReport
+from monitoring_lib.runner import run_interval
 from tests.test_compute_database import REL, assert_same_results, same, stored
 from tests.test_pushdown_random import (
     NUMERIC_TYPES,

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monitoring_lib.compute.memory.summaries import summarise_and_compute, summarise_frame
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.anomaly import rolling_zscores
-from monitoring_lib.drift.engine import compute_drift, summarise_and_compute
+from monitoring_lib.drift.engine import compute_drift
 from monitoring_lib.drift.fit import fit_reference
 from monitoring_lib.drift.profile import ReferenceProfile
-from monitoring_lib.drift.summaries import summarise_frame
 from monitoring_lib.drift.tiers import (
     DRIFT_DETECTED,
     NO_DRIFT,

@@ -10,18 +10,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from monitoring_lib.compute.memory.summaries import sorted_bin_counts, summarise_frame
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.engine import column_metric
 from monitoring_lib.drift.fit import fit_numeric, fit_reference, numeric_edges
 from monitoring_lib.drift.profile import QUANTILES, CategoricalProfile, NumericProfile, ReferenceProfile
-from monitoring_lib.drift.summaries import (
-    QUANTILE_KEYS,
-    bin_counts,
-    histogram_quantiles,
-    merge,
-    sorted_bin_counts,
-    summarise_frame,
-)
+from monitoring_lib.drift.summaries import QUANTILE_KEYS, bin_counts, histogram_quantiles, merge
 from monitoring_lib.errors import ProfileNotFittedError, SourceError
 
 

@@ -13,15 +13,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from monitoring_lib.config import EndpointConfig
-from monitoring_lib.errors import ConfigError, MonitoringError
-from monitoring_lib.feature_groups import (
+from monitoring_lib.compute.groups.partials import (
     GroupPartial,
     core_columns,
     route,
     summarise_from_task,
     summarise_group,
 )
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.errors import ConfigError, MonitoringError
 from monitoring_lib.quality.suite import build_expectations
 from monitoring_lib.runner import run_interval
 from tests.test_compute_database import assert_same_results, database_config, stored
@@ -132,7 +132,7 @@ def test_a_window_that_keeps_changing_is_computed_in_one_database_snapshot(demo_
     """Rows still landing while the groups are redone: the last resort is one database snapshot."""
     import psycopg
 
-    from monitoring_lib import feature_groups
+    from monitoring_lib.compute.groups import partials as feature_groups
 
     cfg = grouped_config(3)
     start, end = window(8)

@@ -14,11 +14,12 @@ import pytest
 
 from monitoring_lib import migrations
 from monitoring_lib.config import EndpointConfig
-from monitoring_lib.endpoints import record_promotion, serving_version, window_version
+from monitoring_lib.config_check import check_columns
 from monitoring_lib.errors import SourceError
 from monitoring_lib.reference import fit_and_store
-from monitoring_lib.runner import compute_or_reuse, run_interval, stored_report
-from monitoring_lib.validation import check_columns
+from monitoring_lib.results.endpoints import record_promotion, serving_version, window_version
+from monitoring_lib.results.report import stored_report
+from monitoring_lib.runner import compute_or_reuse, run_interval
 from tests.sources import WINDOW_START, clean_rows, create_inference_table, insert_rows, make_config
 
 HOUR = timedelta(hours=1)

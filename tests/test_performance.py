@@ -9,6 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from monitoring_lib.config_check import check_columns
 from monitoring_lib.errors import SourceError
 from monitoring_lib.performance import (
     classification_metrics,
@@ -18,7 +19,6 @@ from monitoring_lib.performance import (
     usable,
 )
 from monitoring_lib.runner import run_interval
-from monitoring_lib.validation import check_columns
 from tests.sources import WINDOW_END, WINDOW_START, make_config
 
 

@@ -34,12 +34,13 @@ from psycopg import sql
 
 from monitoring_lib.compute.database import scan as pushdown
 from monitoring_lib.compute.database.scan import summaries_in_database
+from monitoring_lib.compute.database.snapshot import beside
+from monitoring_lib.compute.memory.bad_rows import normalise_frame
+from monitoring_lib.compute.memory.summaries import summarise_frame
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.fit import fit_reference
 from monitoring_lib.drift.profile import NumericProfile, ReferenceProfile
-from monitoring_lib.drift.summaries import ColumnSummary, summarise_frame
-from monitoring_lib.frames import normalise_frame
-from monitoring_lib.snapshot import beside
+from monitoring_lib.drift.summaries import ColumnSummary
 from monitoring_lib.source import read_window
 from tests.test_pushdown import (
     END,

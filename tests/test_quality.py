@@ -13,11 +13,13 @@ import psycopg
 import pytest
 import yaml
 
+from monitoring_lib.compute.memory.quality import run_quality
 from monitoring_lib.config import EndpointConfig, load_endpoint_config
 from monitoring_lib.drift.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.errors import ConfigError
-from monitoring_lib.quality import build_expectations, run_quality, write_quality_results
+from monitoring_lib.quality import build_expectations
 from monitoring_lib.quality.suite import not_null_mostly
+from monitoring_lib.results.quality import write_quality_results
 
 START = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
 END = START + timedelta(hours=1)

@@ -20,12 +20,12 @@ from psycopg import sql
 
 from monitoring_lib.compute.database.aggregates import AggregatePlan, DuplicateIds
 from monitoring_lib.compute.database.bad_rows import BadRowsPlan, bad_rows_in_database
+from monitoring_lib.compute.database.quality import QualityPlan, run_quality_in_database
 from monitoring_lib.compute.database.scan import summaries_in_database
+from monitoring_lib.compute.memory.bad_rows import normalise_frame
+from monitoring_lib.compute.memory.quality import QualityOutcome, run_quality
 from monitoring_lib.config import EndpointConfig
-from monitoring_lib.frames import normalise_frame
-from monitoring_lib.quality import write_quality_results
-from monitoring_lib.quality.in_database import QualityPlan, run_quality_in_database
-from monitoring_lib.quality.validate import QualityOutcome, run_quality
+from monitoring_lib.results.quality import write_quality_results
 from monitoring_lib.source import describe_source, read_window
 from tests.test_quality import END, NOW, PROFILE, START, clean_frame, make_cfg
 
@@ -409,7 +409,7 @@ def test_bad_rows_in_the_database_equal_normalise_frame_on_seeded_defects(conn, 
 
 def test_checks_with_many_unexpected_rows_sample_them_with_a_limit_query(conn, db_url, monkeypatch) -> None:
     """Every check takes the LIMIT path (`_RARE_UNEXPECTED` = 0): the same samples as the shared scan gives."""
-    import monitoring_lib.quality.in_database as in_database
+    import monitoring_lib.compute.database.quality as in_database
 
     cfg = make_cfg(extra_expectations=SUPPORTED_EXTRAS)
     create_source(conn, seeded_rows())

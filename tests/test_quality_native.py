@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring_lib.frames import normalise_frame
-from monitoring_lib.quality import native
+from monitoring_lib.compute.memory import quality_native as native
+from monitoring_lib.compute.memory.bad_rows import normalise_frame
+from monitoring_lib.compute.memory.quality import _evaluate, run_quality
 from monitoring_lib.quality.suite import ExpectationSpec, build_expectations
-from monitoring_lib.quality.validate import _evaluate, run_quality
 from tests.test_quality import END, NOW, PROFILE, START, clean_frame, make_cfg
 
 N = 400

@@ -132,7 +132,7 @@ def test_integer_codes_with_nulls_keep_their_category_text():
     import numpy as np
     import pandas as pd
 
-    from monitoring_lib.frames import category_text
+    from monitoring_lib.compute.memory.bad_rows import category_text
 
     codes = pd.Series([3.0, np.nan, 1.0, 2.5])
     assert category_text(codes).tolist() == ["3", pd.NA, "1", "2.5"]

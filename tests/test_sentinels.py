@@ -11,8 +11,8 @@ from datetime import timedelta
 
 import pandas as pd
 
-from monitoring_lib.profiles import load_active_profile
 from monitoring_lib.reference import fit_and_store
+from monitoring_lib.results.profiles import load_active_profile
 from monitoring_lib.runner import run_interval
 from tests.sources import WINDOW_START, clean_rows, create_inference_table, insert_rows, make_config
 
@@ -65,7 +65,7 @@ def test_a_sentinel_window_does_not_break_the_writes_of_the_windows_after_it(con
 
 def test_values_that_overflow_in_a_json_column_are_stored_as_null(conn):
     """Any result's extra fields (a user application's too): NaN and ±Infinity become null, the rest stays."""
-    from monitoring_lib.store import replace_window
+    from monitoring_lib.results.tables import replace_window
 
     replace_window(conn, "app_results", "e", WINDOW_START, WINDOW_START + timedelta(hours=1),
                    ["application", "metric", "kind", "status", "value", "extra", "schedule_time"],

@@ -6,7 +6,7 @@ import threading
 
 import psycopg
 
-from monitoring_lib.snapshot import beside
+from monitoring_lib.compute.database.snapshot import beside
 
 
 def _count(conn: psycopg.Connection) -> int:

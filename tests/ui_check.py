@@ -37,7 +37,8 @@ from monitoring_lib.demo.orchestrate import ENDPOINT_ID  # noqa: E402
 from monitoring_lib.demo.scenario import current_hour  # noqa: E402
 from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo  # noqa: E402
 from monitoring_lib.reference import fit_and_store, read_training_data  # noqa: E402
-from monitoring_lib.runner import run_interval, windows  # noqa: E402
+from monitoring_lib.runner import run_interval  # noqa: E402
+from monitoring_lib.schedule import windows  # noqa: E402
 
 HOURS = 30
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

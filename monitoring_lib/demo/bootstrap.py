@@ -34,6 +34,12 @@ from monitoring_lib.demo.seed import (
     load_frame,
 )
 from monitoring_lib.demo.simulator import generate_inference, generate_labels
+from monitoring_lib.performance import recompute_recent
+from monitoring_lib.reference import fit_and_store, read_training_data
+from monitoring_lib.results.endpoints import current_version, ensure_endpoint
+from monitoring_lib.results.profiles import load_active_profile
+from monitoring_lib.runner import run_interval
+from monitoring_lib.schedule import windows
 
 TRAINING_ROWS = 20_000
 TRAINING_SEED = 42
@@ -92,9 +98,6 @@ def _seed_history(conn, model: ClaimsModel, end: datetime, now: datetime, rows_p
 
 def _fit_reference(url: str, cfg: EndpointConfig, model: ClaimsModel) -> tuple[int | None, str]:
     """Fit from the training table unless the model in service already has an active profile."""
-    from monitoring_lib.endpoints import current_version, ensure_endpoint
-    from monitoring_lib.profiles import load_active_profile
-    from monitoring_lib.reference import fit_and_store, read_training_data
 
     with connect(url) as conn:
         version = current_version(conn, cfg.endpoint_id)
@@ -110,8 +113,6 @@ def _fit_reference(url: str, cfg: EndpointConfig, model: ClaimsModel) -> tuple[i
 
 def _compute_history(url: str, cfg: EndpointConfig, end: datetime) -> int:
     """On first start (no window stored yet), compute the seeded hours and their performance."""
-    from monitoring_lib.performance import recompute_recent
-    from monitoring_lib.runner import run_interval, windows
 
     with connect(url) as conn:
         done = {r[0] for r in conn.execute(

@@ -15,14 +15,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from monitoring_lib import migrations
 from monitoring_lib.config import get_endpoint
 from monitoring_lib.db import command_database, connect, mlmon_home
 from monitoring_lib.demo.scenario import current_hour
 from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
+from monitoring_lib.demo.traffic import run_traffic
+from monitoring_lib.dynatrace.client import client_from_env
+from monitoring_lib.dynatrace.command import configured, export_pending
+from monitoring_lib.dynatrace.outbox import push_pending
 from monitoring_lib.reference import fit_and_store, read_training_data
-from monitoring_lib.runner import windows
+from monitoring_lib.schedule import windows
+from monitoring_lib.status import render_status
 
 ENDPOINT_ID = "claims-approved-amount"
 REPO = Path(__file__).resolve().parents[2]
@@ -37,8 +43,6 @@ def say(text: str) -> None:
 
 def reset_endpoint(conn: psycopg.Connection, endpoint_id: str) -> None:
     """A demo re-run starts from the same state, so nothing piles up or accumulates versions."""
-    from psycopg import sql
-
     for table in RESULT_TABLES:
         conn.execute(sql.SQL("DELETE FROM {} WHERE endpoint_id = %s").format(sql.Identifier("monitoring", table)),
                      (endpoint_id,))
@@ -73,7 +77,6 @@ def prepare_airflow(home: Path, env: dict[str, str]) -> None:
 
 def run_demo(hours: int = 36, rows_per_hour: int = 2000, traffic: bool = False) -> int:
     if traffic:
-        from monitoring_lib.demo.traffic import run_traffic
 
         with command_database() as url:
             return run_traffic(url, rows_per_hour=rows_per_hour)
@@ -134,11 +137,8 @@ def _run_dags(env: dict[str, str], spans: list[tuple[str, str]]) -> list[dict]:
 
 
 def _dynatrace(url: str, lines_file: Path) -> str:
-    from monitoring_lib.dynatrace.command import configured, export_pending
 
     if configured():
-        from monitoring_lib.dynatrace.client import client_from_env
-        from monitoring_lib.dynatrace.outbox import push_pending
 
         with client_from_env() as client:
             report = push_pending(lambda: connect(url), client)
@@ -148,7 +148,6 @@ def _dynatrace(url: str, lines_file: Path) -> str:
 
 
 def render_report(conn: psycopg.Connection, events: list[dict]) -> str:
-    from monitoring_lib.status import render_status
 
     out = ["", "Per interval:", render_status(conn, windows=1000, endpoint_id=ENDPOINT_ID), ""]
     drifted = conn.execute(

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ColumnProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.drift.registry import MetricResult, get_metric
-from monitoring_lib.drift.summaries import ColumnSummary, summarise_frame
+from monitoring_lib.drift.summaries import ColumnSummary
 from monitoring_lib.drift.tiers import (
     DRIFT_DETECTED,
     POSSIBLE_DRIFT,
@@ -69,7 +68,7 @@ def _num(x: float | None) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def _check_profile(profile: ReferenceProfile, cfg: EndpointConfig) -> None:
+def check_profile(profile: ReferenceProfile, cfg: EndpointConfig) -> None:
     missing = [f for f in cfg.source.features if f not in profile.features]
     if missing:
         raise ProfileNotFittedError(
@@ -112,7 +111,7 @@ def compute_drift(
     summaries: dict[str, ColumnSummary], profile: ReferenceProfile, cfg: EndpointConfig
 ) -> DriftResult:
     """Per-feature metrics and tiers, summary metrics and the endpoint status for one interval."""
-    _check_profile(profile, cfg)
+    check_profile(profile, cfg)
     deciding = cfg.drift.feature.metric
     metrics = list(dict.fromkeys((*cfg.drift.metrics, deciding)))
     feature_rows: list[dict[str, Any]] = []
@@ -198,13 +197,6 @@ def _prediction_summary(
         if s.mean is not None and col.std > 0:
             out["prediction_mean_shift"] = (s.mean - col.mean) / col.std
     return out
-
-
-def summarise_and_compute(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig) -> DriftResult:
-    """Summarise the interval's features and prediction in memory, then compute drift."""
-    _check_profile(profile, cfg)
-    columns = [*cfg.source.features, *prediction_columns(profile, cfg)]
-    return compute_drift(summarise_frame(df, profile, columns, cfg.drift.band_k), profile, cfg)
 
 
 def prediction_columns(profile: ReferenceProfile, cfg: EndpointConfig) -> list[str]:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+from monitoring_lib.compute.memory.summaries import category_counts, summarise_frame
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.engine import column_metric
 from monitoring_lib.drift.profile import (
@@ -26,12 +27,7 @@ from monitoring_lib.drift.profile import (
     ReferenceProfile,
 )
 from monitoring_lib.drift.stable import mean_std
-from monitoring_lib.drift.summaries import (
-    QUANTILE_KEYS,
-    bin_counts,
-    category_counts,
-    summarise_frame,
-)
+from monitoring_lib.drift.summaries import QUANTILE_KEYS, bin_counts
 from monitoring_lib.errors import SourceError
 
 

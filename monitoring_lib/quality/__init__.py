@@ -1,5 +1,7 @@
 """Data-quality checks for each interval: expectations derived from the config and the reference profile,
-validated with Great Expectations, stored as long/narrow rows in `monitoring.data_quality_results`.
+and the outcome types both compute modes return. The checks run in `compute.memory.quality` (a frame: vectorised
+pandas and Great Expectations) or `compute.database.quality` (SQL); `results.quality` stores them as
+long/narrow rows in `monitoring.data_quality_results`.
 
 Great Expectations is imported lazily inside the functions that need it (the import takes seconds), so
 importing this package stays cheap for DAG parsing and for callers that only read results.
@@ -12,9 +14,7 @@ still show.
 import logging
 
 from monitoring_lib.quality.results import QualityOutcome, QualityResult
-from monitoring_lib.quality.store import write_quality_results
 from monitoring_lib.quality.suite import ExpectationSpec, build_expectations, resolve_expectation_type
-from monitoring_lib.quality.validate import run_quality
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)  # GX itself is imported later, lazily
 
@@ -24,6 +24,4 @@ __all__ = [
     "QualityResult",
     "build_expectations",
     "resolve_expectation_type",
-    "run_quality",
-    "write_quality_results",
 ]

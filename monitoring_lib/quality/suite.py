@@ -1,7 +1,7 @@
 """The expectation suite for one interval, derived from the endpoint config and the reference profile.
 
 Expectations are plain values (`ExpectationSpec`) so the suite can be inspected, tested and stored
-without Great Expectations; `validate.run_quality` turns them into GX expectations. Thresholds come from
+without Great Expectations; `compute.memory.quality.run_quality` turns them into GX expectations. Thresholds come from
 what the reference saw (null rates, value ranges, category sets), so a clean interval passes and a
 broken one fails for a reason a user can read in the expectation id.
 """
@@ -9,6 +9,7 @@ broken one fails for a reason a user can read in the expectation id.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -228,3 +229,22 @@ def build_expectations(
         raise ConfigError([f"{cfg.source_file or cfg.endpoint_id}: source: columns produce duplicate "
                            f"quality checks {sorted(duplicates)}"])
     return specs
+
+
+# kwargs naming the columns an expectation reads (GX's single-, pair- and multi-column expectations)
+_COLUMN_KWARGS = ("column", "column_A", "column_B", "column_list")
+_NAME = re.compile(r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*)\b")
+
+
+def columns_read(spec: ExpectationSpec, names: set[str]) -> list[str]:
+    """The source columns a check reads: its column kwargs and the names in its row condition."""
+    found: list[str] = []
+    for key in _COLUMN_KWARGS:
+        value = spec.kwargs.get(key)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, str) and v in names:
+                found.append(v)
+    condition = spec.kwargs.get("row_condition")
+    if isinstance(condition, str):
+        found += [a or b for a, b in _NAME.findall(condition) if (a or b) in names]
+    return list(dict.fromkeys(found))

@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 import psycopg
 
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.db import connect
+from monitoring_lib.results.tables import document
 from monitoring_lib.retraining.policy import Decision, WindowOutcome, decide
-from monitoring_lib.store import document
 
 # decisions that start the cooldown and count towards the daily cap: decided to retrain and the trigger
 # started the run, or has not reported (yet); a decision whose trigger is known to have failed is not one
@@ -78,7 +79,6 @@ def retraining_run_id(endpoint_id: str, window_end: datetime) -> str:
 
 def decide_for_report(url: str, cfg: EndpointConfig, report: dict) -> dict | bool:
     """Decide for the window of an interval report; the trigger's conf when retraining is due, else False."""
-    from monitoring_lib.db import connect
 
     start = datetime.fromisoformat(report["window_start"])
     end = datetime.fromisoformat(report["window_end"])
@@ -98,7 +98,6 @@ def record_trigger(url: str, conf: dict, error: str | None = None) -> str:
     Without `error`: `triggered`, the retraining run `conf["run_id"]` exists. With it: `trigger_failed`,
     `triggered` false and the error kept, so this window neither starts a cooldown nor counts towards the cap.
     """
-    from monitoring_lib.db import connect
 
     outcome = "trigger_failed" if error is not None else "triggered"
     with connect(url) as conn:

@@ -23,12 +23,12 @@ from monitoring_lib.applications import load_callable
 from monitoring_lib.compute.database.sql import qualified, source_relation
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
-from monitoring_lib.endpoints import record_promotion
 from monitoring_lib.errors import MonitoringError
 from monitoring_lib.performance import classification_metrics, regression_metrics
-from monitoring_lib.profiles import save_profile
 from monitoring_lib.reference import fit_profile
-from monitoring_lib.store import document
+from monitoring_lib.results.endpoints import record_promotion
+from monitoring_lib.results.profiles import save_profile
+from monitoring_lib.results.tables import document
 
 MODEL_DIR_ENV = "MLMON_MODEL_DIR"
 

@@ -1,6 +1,6 @@
 """`AggregatePlan`: the plain aggregates of one window that several modules need, evaluated in one scan.
 
-Bad rows (`bad_rows`), quality row checks (`quality.in_database`) and KPIs (`kpis`) each need a few
+Bad rows (`bad_rows`), quality row checks (`quality`) and KPIs (`kpis`) each need a few
 counts or sums of the same rows; a scan per module would read the window several times. Each adds its
 aggregates to one plan, and whichever scan runs first carries them: in `compute: database`, the summaries'
 moments scan (`scan.summaries_in_database`), which also lets its counts scan answer the counts it already

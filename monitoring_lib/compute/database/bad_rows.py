@@ -1,6 +1,6 @@
 """Bad-row accounting computed in PostgreSQL, for endpoints with `compute: database`.
 
-It gives the numbers `frames.normalise_frame` gives in memory, from aggregate queries, so no row of the
+It gives the numbers `compute.memory.bad_rows.normalise_frame` gives in memory, from aggregate queries, so no row of the
 window reaches Python. `BadRowsPlan` adds its counts to a shared `aggregates.AggregatePlan` (in
 `compute: database`, the summaries' moments scan evaluates it); bad rows then need one `GROUP BY` of the
 request id (none when a unique index on it rules repeats out), whose duplicate count the uniqueness check
@@ -35,9 +35,9 @@ from monitoring_lib.compute.database.aggregates import (
     SpecialCount,
 )
 from monitoring_lib.compute.database.sql import NUMBER_TYPES, as_float, error_flag
+from monitoring_lib.compute.memory.bad_rows import BadRowReport
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.errors import SourceError
-from monitoring_lib.frames import BadRowReport
 from monitoring_lib.source import unique_columns
 
 

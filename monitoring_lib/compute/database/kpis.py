@@ -1,6 +1,6 @@
 """Business KPIs computed in PostgreSQL, for endpoints with `compute: database`.
 
-`KpiPlan` gives the values `applications.compute_kpis` gives in memory, under the same rules
+`KpiPlan` gives the values `compute.memory.kpis.compute_kpis` gives in memory, under the same rules
 (`kpi_problem`), as aggregates of a shared `aggregates.AggregatePlan`, so KPIs cost no scan of their own.
 """
 

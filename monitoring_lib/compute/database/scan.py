@@ -31,7 +31,6 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.pq import TransactionStatus
 
 from monitoring_lib.compute.database.aggregates import AggregatePlan
 from monitoring_lib.compute.database.histograms import (
@@ -49,12 +48,12 @@ from monitoring_lib.compute.database.histograms import (
 from monitoring_lib.compute.database.moments import moments_query, sums
 from monitoring_lib.compute.database.operational import operational_query, operational_rows
 from monitoring_lib.compute.database.quantiles import QuantilePlan, plan_quantiles, quantiles_query
-from monitoring_lib.compute.database.sql import Params, overflow_safe, query_errors, raise_work_mem
+from monitoring_lib.compute.database.snapshot import Beside, read_snapshot
+from monitoring_lib.compute.database.sql import Params, overflow_safe, query_errors
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import CategoricalProfile, ColumnProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.drift.summaries import QUANTILE_KEYS, ColumnSummary
 from monitoring_lib.errors import ProfileNotFittedError, SourceError
-from monitoring_lib.snapshot import Beside
 from monitoring_lib.source import describe_source
 
 # Above this many values in a column's target buckets, its quantiles come from `percentile_cont`.
@@ -75,7 +74,8 @@ class PushdownResult:
 
 
 def summary_columns(cfg: EndpointConfig, profile: ReferenceProfile | None) -> list[ColumnProfile]:
-    """The configured features, plus the prediction when the profile has one (as `summarise_and_compute`).
+    """The configured features, plus the prediction when the profile has one (as the memory mode's
+    `summarise_and_compute`).
 
     Without a profile there are no edges to summarise against: no column, only the operational buckets.
     """
@@ -150,7 +150,7 @@ def summaries_in_database(
     """Column summaries, row count and operational buckets of [start, end), aggregated by PostgreSQL.
 
     `non_finite_as_null=True` counts NaN/±Infinity as nulls, as the in-memory pipeline sees them after
-    `frames.normalise_frame`; by default they are reported separately as invalid. A `plan` of the same
+    `compute.memory.bad_rows.normalise_frame`; by default they are reported separately as invalid. A `plan` of the same
     window is evaluated in the moments scan, less the counts the counts scan answers, so its aggregates
     cost no extra pass over the rows. Without a profile only the operational part (and the plan) is
     computed. With `beside` (a session on the same snapshot), the operational and moments queries run
@@ -175,11 +175,7 @@ def summaries_in_database(
         timings[name] = round(time.perf_counter() - began, 4)
         return rows
 
-    idle = conn.info.transaction_status == TransactionStatus.IDLE
-    with query_errors(cfg.endpoint_id, "summary query"), conn.transaction():
-        if idle:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            raise_work_mem(conn)
+    with query_errors(cfg.endpoint_id, "summary query"), read_snapshot(conn):
         types = describe_source(conn, src)
         missing = [c for c in dict.fromkeys(needed) if c not in types]
         if missing:

@@ -81,7 +81,8 @@ def window_rows(cfg: EndpointConfig, p: Params, start: datetime, end: datetime) 
         rel=source_relation(cfg.source), window=in_window(cfg.source, p(start), p(end)))
 
 
-# A `numeric` value as the float8 that parsing its text gives (`frames.normalise_frame` parses text numbers):
+# A `numeric` value as the float8 that parsing its text gives (the memory mode's `normalise_frame` parses text
+# numbers):
 # beyond float max it is ±Infinity (a non-finite value, counted as such) rather than the cast's overflow error.
 # Converted by the server, a window of 20 `numeric` columns reads 3-4x faster than as text parsed in pandas.
 # Below float's range too: a number that rounds to zero is ±0.0, not the cast's out-of-range error.
@@ -200,7 +201,7 @@ _SPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 
 
 def error_flag(name: str, pgtype: str) -> sql.Composed:
-    """True where `frames.normalise_frame` would read the error column as true; null counts as false.
+    """True where `compute.memory.bad_rows.normalise_frame` would read the error column as true; null counts as false.
 
     Text is true for the words pandas' reading takes as true and for any number it parses as non-zero
     (`text_number`): ±Infinity ('inf', 'Infinity', '1e999') too, with no overflow error.

@@ -1,5 +1,10 @@
-"""A second database session on the same snapshot, so independent aggregate queries of a window run side by side.
+"""The window's database snapshot: one REPEATABLE READ, READ ONLY transaction, and a twin session on it.
 
+Every in-database result of a window describes one state of it, so rows landing meanwhile cannot make
+two counts disagree. `read_snapshot` opens that transaction (or joins the caller's), `window_snapshot`
+adds what both database-reading modes check first (the source's column types).
+
+A second database session on the same snapshot lets independent aggregate queries run side by side.
 PostgreSQL runs some of the interval's queries on one core: hashed `GROUPING SETS`, ordered-set
 aggregates such as `percentile_cont`, a grouping by request id. A query that does not need another's
 result can run meanwhile on a second session that imported the first one's snapshot
@@ -20,8 +25,36 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from monitoring_lib.compute.database.bad_rows import require_numeric_types
+from monitoring_lib.compute.database.sql import raise_work_mem
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.source import describe_source
+
 T = TypeVar("T")
 _CONSISTENT = {"repeatable read", "serializable"}
+READ_ONLY_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+@contextmanager
+def read_snapshot(conn: psycopg.Connection, *, work_mem: bool = True) -> Iterator[None]:
+    """A REPEATABLE READ, READ ONLY transaction (with `work_mem` raised) when `conn` is idle; else a savepoint
+    inside the caller's transaction, whose snapshot the caller chose."""
+    idle = conn.info.transaction_status == TransactionStatus.IDLE
+    with conn.transaction():
+        if idle:
+            conn.execute(READ_ONLY_SNAPSHOT)
+            if work_mem:
+                raise_work_mem(conn)
+        yield
+
+
+@contextmanager
+def window_snapshot(conn: psycopg.Connection, cfg: EndpointConfig) -> Iterator[dict[str, str]]:
+    """`read_snapshot`, yielding the source's SQL types once its numeric columns are known to be numeric."""
+    with read_snapshot(conn):
+        types = describe_source(conn, cfg.source)
+        require_numeric_types(cfg, types)
+        yield types
 
 
 class Beside:
@@ -68,7 +101,7 @@ def _twin(conn: psycopg.Connection, url: str | None) -> psycopg.Connection | Non
     twin = None
     try:
         twin = psycopg.connect(url, connect_timeout=10)
-        twin.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        twin.execute(READ_ONLY_SNAPSHOT)
         # a utility statement takes no bound parameters; the identifier comes from the server, quoted as a literal
         twin.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         twin.execute("SELECT set_config('work_mem', %s, true)", (work_mem,))

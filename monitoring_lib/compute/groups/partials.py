@@ -21,7 +21,6 @@ states of the window. A group whose window already has a current stored result i
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -30,17 +29,30 @@ from typing import Any
 import pandas as pd
 import psycopg
 
+from monitoring_lib.compute.database.quality import failed_rows_in_database
+from monitoring_lib.compute.memory.bad_rows import categorical_prediction, normalise_frame
+from monitoring_lib.compute.memory.quality import evaluate_specs
+from monitoring_lib.compute.memory.summaries import summarise_frame
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.db import connect
 from monitoring_lib.drift.profile import ReferenceProfile
-from monitoring_lib.drift.summaries import ColumnSummary, summarise_frame
+from monitoring_lib.drift.summaries import ColumnSummary
 from monitoring_lib.errors import MonitoringError
-from monitoring_lib.quality.results import QualityOutcome, QualityResult
-from monitoring_lib.quality.suite import ExpectationSpec
+from monitoring_lib.quality.results import (
+    QualityOutcome,
+    QualityResult,
+    columns_match_result,
+    error_result,
+    overall_state,
+)
+from monitoring_lib.quality.suite import ExpectationSpec, build_expectations, columns_read
+from monitoring_lib.results.endpoints import window_version
+from monitoring_lib.results.profiles import load_active_profile
+from monitoring_lib.results.report import stored_report
+from monitoring_lib.schedule import check_window
+from monitoring_lib.source import read_window
 
 TABLE_COLUMNS = "ExpectTableColumnsToMatchSet"
-# kwargs naming the columns an expectation reads (GX's single-, pair- and multi-column expectations)
-_COLUMN_KWARGS = ("column", "column_A", "column_B", "column_list")
-_NAME = re.compile(r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*)\b")
 
 
 def core_columns(cfg: EndpointConfig) -> list[str]:
@@ -50,20 +62,6 @@ def core_columns(cfg: EndpointConfig) -> list[str]:
     monitored = src.columns()
     kpi = [k.column for k in cfg.kpis if k.column in monitored]
     return list(dict.fromkeys([c for c in monitored if c not in features] + kpi))
-
-
-def _columns_of(spec: ExpectationSpec, names: set[str]) -> list[str]:
-    """The source columns a check reads: its column kwargs and the names in its row condition."""
-    found: list[str] = []
-    for key in _COLUMN_KWARGS:
-        value = spec.kwargs.get(key)
-        for v in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(v, str) and v in names:
-                found.append(v)
-    condition = spec.kwargs.get("row_condition")
-    if isinstance(condition, str):
-        found += [a or b for a, b in _NAME.findall(condition) if (a or b) in names]
-    return list(dict.fromkeys(found))
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ def route(cfg: EndpointConfig, specs: list[ExpectationSpec]) -> Routing:
     assigned: list[list[ExpectationSpec]] = [[] for _ in groups]
     core: list[ExpectationSpec] = []
     for spec in specs:
-        cols = [] if spec.expectation_type == TABLE_COLUMNS else _columns_of(spec, names)
+        cols = [] if spec.expectation_type == TABLE_COLUMNS else columns_read(spec, names)
         in_groups = [c for c in cols if c in home]
         if not in_groups:
             core.append(spec)
@@ -135,14 +133,6 @@ def summarise_group(
     url: str, cfg: EndpointConfig, group: int, start: datetime, end: datetime, *, now: datetime
 ) -> GroupPartial:
     """Read, summarise and check one group's columns of [start, end); nothing is written."""
-    from monitoring_lib.db import connect
-    from monitoring_lib.endpoints import window_version
-    from monitoring_lib.frames import categorical_prediction, normalise_frame
-    from monitoring_lib.profiles import load_active_profile
-    from monitoring_lib.quality.suite import build_expectations
-    from monitoring_lib.quality.validate import evaluate_specs
-    from monitoring_lib.runner import check_window
-    from monitoring_lib.source import read_window
 
     began = time.perf_counter()
     start, end = check_window(start, end)
@@ -196,10 +186,6 @@ def merged_quality(
     Every check of the suite gets a result (one its group did not return is reported failed, not
     dropped); distinct failed rows are counted in the open database snapshot.
     """
-    from monitoring_lib.quality.in_database import failed_rows_in_database
-    from monitoring_lib.quality.results import columns_match_result, error_result, overall_state
-    from monitoring_lib.quality.suite import build_expectations
-    from monitoring_lib.quality.validate import evaluate_specs
 
     began = time.perf_counter()
     specs = build_expectations(cfg, profile, start, end, now)
@@ -230,8 +216,6 @@ def summarise_from_task(
 
     A window whose stored result is still current is not read again; the interval task reuses it too.
     """
-    from monitoring_lib.runner import stored_report
-
     start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
     if not force and stored_report(url, cfg, start, end) is not None:
         return {"group": group, "reused": True}

@@ -1,7 +1,7 @@
 """The interval's quality checks evaluated by PostgreSQL, for `compute: database`: no row leaves the database.
 
 The suite is the one `build_expectations` gives the in-memory path, and every result is the one
-`validate.run_quality` gives after `read_window` + `normalise_frame` on the same rows, so
+`compute.memory.quality.run_quality` gives after `read_window` + `normalise_frame` on the same rows, so
 `quality.store` writes the same `data_quality_results` rows in either mode:
 
 - each column is compared as the normalised frame holds it: numeric columns as float8 with NaN and
@@ -34,7 +34,6 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
-from psycopg.pq import TransactionStatus
 
 from monitoring_lib.compute.database.aggregates import (
     INF,
@@ -48,6 +47,7 @@ from monitoring_lib.compute.database.aggregates import (
     OutsideCount,
     SpecialCount,
 )
+from monitoring_lib.compute.database.snapshot import read_snapshot
 from monitoring_lib.compute.database.sql import (
     NUMBER_TYPES,
     Params,
@@ -485,10 +485,7 @@ def run_quality_in_database(
     the counts disagree. A missing configured column is a `SourceError`, as it is for `read_window`.
     """
     started = time.perf_counter()
-    idle = conn.info.transaction_status == TransactionStatus.IDLE
-    with query_errors(cfg.endpoint_id, "quality query"), conn.transaction():
-        if idle:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    with query_errors(cfg.endpoint_id, "quality query"), read_snapshot(conn, work_mem=False):
         types = describe_source(conn, cfg.source)
         plan = AggregatePlan(cfg, start, end)
         outcome = QualityPlan(cfg, profile, types, plan, now=now or datetime.now(timezone.utc)).outcome(conn)
@@ -501,7 +498,7 @@ def failed_rows_in_database(
 ) -> int:
     """Distinct rows of [start, end) flagged by the failed row-level checks among `results`.
 
-    For results computed elsewhere (feature groups), counted as `validate.run_quality` counts them: the
+    For results computed elsewhere (feature groups), counted as `compute.memory.quality.run_quality` counts them: the
     rows of every check with an SQL form once, plus the unexpected count of checks without one.
     """
     cols = _columns(cfg, types)

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitoring_lib.compute.memory import quality_native as native
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
-from monitoring_lib.quality import native
 from monitoring_lib.quality.results import (
     QualityOutcome,
     QualityResult,

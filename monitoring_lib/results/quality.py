@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from monitoring_lib.quality.results import QualityOutcome
-from monitoring_lib.store import document
+from monitoring_lib.results.tables import document
 
 TABLE = sql.Identifier("monitoring", "data_quality_results")
 _COLUMNS = (

@@ -1,0 +1,67 @@
+"""`compute: database`: the same results as the memory mode from aggregate queries in one snapshot.
+
+No row of the window leaves PostgreSQL. Bad rows, quality row checks and KPIs add their counts to the
+summaries' moments scan; the grouping by request id (shared with its uniqueness check), the operational
+buckets and the moments run on a second session of the same snapshot while PostgreSQL hashes the
+summaries' counts on one core.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from monitoring_lib.compute.database.aggregates import AggregatePlan
+from monitoring_lib.compute.database.bad_rows import BadRowsPlan
+from monitoring_lib.compute.database.kpis import KpiPlan
+from monitoring_lib.compute.database.quality import QualityPlan
+from monitoring_lib.compute.database.scan import summaries_in_database
+from monitoring_lib.compute.database.snapshot import beside, window_snapshot
+from monitoring_lib.compute.database.sql import query_errors
+from monitoring_lib.compute.window_results import (
+    StageTimer,
+    WindowResults,
+    drift_app_results,
+    drift_not_computed,
+)
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.db import connect
+from monitoring_lib.drift.engine import compute_drift
+from monitoring_lib.drift.profile import ReferenceProfile
+
+
+def compute_in_database(
+    url: str, cfg: EndpointConfig, profile: ReferenceProfile | None, start: datetime, end: datetime,
+    now: datetime, stage: StageTimer,
+) -> WindowResults:
+    with connect(url) as conn, window_snapshot(conn, cfg) as types:
+        plan = AggregatePlan(cfg, start, end)
+        bad_rows, kpis = BadRowsPlan(cfg, types, plan), KpiPlan(cfg, types, plan)
+        quality_plan = QualityPlan(cfg, profile, types, plan, now=now) if cfg.quality.enabled else None
+        with stage("summaries"), beside(conn, url) as side:
+            with query_errors(cfg.endpoint_id, "bad-row query"):
+                repeated = side.submit(bad_rows.repeated_ids)
+            pushed = summaries_in_database(conn, cfg, profile, start, end, cfg.drift.band_k, non_finite_as_null=True,
+                                           plan=plan, beside=side)
+            with query_errors(cfg.endpoint_id, "bad-row query"):
+                repeated_ids = repeated.result()
+        with stage("bad_rows"):
+            bad, duplicates = bad_rows.report(conn, repeated_ids)
+        if not bad.rows:
+            return WindowResults(bad=bad)
+        quality = None
+        if quality_plan is not None:
+            with stage("quality"):
+                quality = quality_plan.outcome(conn, duplicates)
+        drift_status = drift_not_computed(cfg, profile, quality.state if quality else None)
+        drift = None
+        if drift_status is None:
+            with stage("drift"):
+                drift = compute_drift(pushed.summaries, profile, cfg)  # type: ignore[arg-type]
+            drift_status = drift.status
+        with stage("applications"):
+            apps = kpis.results(conn)
+            if drift is not None:
+                apps += drift_app_results(drift, cfg.drift.feature.metric)
+    return WindowResults(bad=bad, first_ts=pushed.first_ts, last_ts=pushed.last_ts,
+                         operational=tuple(pushed.operational), quality=quality, drift=drift,
+                         drift_status=drift_status, apps=tuple(apps))

@@ -1,0 +1,86 @@
+"""What computing one window returns, whichever mode computed it: one frozen value the pipeline writes.
+
+Each mode (`memory.window`, `database.window`, `groups.window`) reads the window and returns a
+`WindowResults`; nothing is filled in afterwards, and `results.window` stores it as it is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from monitoring_lib.applications import AppResult
+from monitoring_lib.compute.memory.bad_rows import BadRowReport
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.engine import DriftResult
+from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.quality.results import QualityOutcome
+
+OperationalRow = tuple[datetime, str, float]  # (bucket_start, metric, value)
+
+
+@dataclass(frozen=True)
+class WindowResults:
+    bad: BadRowReport
+    first_ts: datetime | None = None  # the window's first and last prediction, for the endpoint's totals
+    last_ts: datetime | None = None
+    operational: tuple[OperationalRow, ...] = ()
+    quality: QualityOutcome | None = None
+    drift: DriftResult | None = None
+    drift_status: str | None = None  # the drift verdict, or why drift was not computed
+    apps: tuple[AppResult, ...] = ()  # KPIs, drift seen as an application, user applications
+
+    @property
+    def rows(self) -> int:
+        return self.bad.rows
+
+    @property
+    def dq_state(self) -> str | None:
+        return self.quality.state if self.quality is not None else None
+
+    @property
+    def failed_critical(self) -> list[str]:
+        if self.quality is None:
+            return []
+        return [r.expectation_id for r in self.quality.results if not r.success and r.severity == "critical"]
+
+
+@dataclass
+class StageTimer:
+    """Seconds per stage of one window, stored with the run (`interval_runs.stage_timings`)."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - began, 4)
+
+
+def drift_not_computed(cfg: EndpointConfig, profile: ReferenceProfile | None, dq_state: str | None) -> str | None:
+    """Why drift is not computed for this window, or None when it is."""
+    if not cfg.drift.enabled:
+        return "disabled"
+    if profile is None:
+        return "no_reference"
+    if dq_state == "failed" and cfg.quality.on_failure != "compute_drift":
+        return "skipped"
+    return None
+
+
+def drift_app_results(drift: DriftResult, feature_metric: str) -> list[AppResult]:
+    """The built-in drift computation seen as one monitoring application, as the Applications dashboard expects."""
+    results = [AppResult("drift", "general_drift", "data_drift", drift.status,
+                         drift.summary.get("general_drift"), {"reasons": list(drift.reasons)})]
+    for row in drift.feature_rows:
+        if row["metric"] == feature_metric:
+            # no status: the metric has no value (a feature without a finite value in the window)
+            results.append(AppResult("drift", f"feature:{row['feature']}", "feature_drift", row["status"] or "unknown",
+                                     row["value"], {"metric": row["metric"]}))
+    return results

@@ -1,0 +1,108 @@
+"""One window's results in the tables of schema `monitoring`: written together, replaced on a re-run.
+
+Each table's columns are named once here; rows are taken from the computed values by those names, so a
+column added to a table is added in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from monitoring_lib import __version__
+from monitoring_lib.applications import AppResult
+from monitoring_lib.compute.window_results import WindowResults
+from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.results.quality import write_quality_results
+from monitoring_lib.results.tables import replace_window, upsert
+
+OPERATIONAL = ("bucket_start", "metric", "value")
+FEATURE_DRIFT = ("feature", "metric", "value", "p_value", "threshold_possible", "threshold_detected", "status")
+DRIFT_SUMMARY = ("metric", "value", "drift_status", "dq_state", "details")
+FEATURE_STATS = ("feature", "metric", "value")
+APP_RESULTS = ("application", "metric", "kind", "status", "value", "extra", "schedule_time")
+INTERVAL_RUNS = ("endpoint_id", "window_start", "window_end", "status", "rows_seen", "bad_rows", "bad_row_details",
+                 "dq_state", "drift_status", "model_version", "reference_version", "compute_mode", "stage_timings",
+                 "library_version", "error", "started_at", "finished_at", "duration_s")
+
+
+def _finite(value: Any) -> Any:
+    """NaN and ±Infinity are stored as NULL: a value the dashboards cannot plot is no value."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+_MEASURED = {"value", "p_value"}
+
+
+def _pick(row: dict[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
+    """The row's values in the table's column order; measured values made storable."""
+    return tuple(_finite(row[c]) if c in _MEASURED else row[c] for c in columns)
+
+
+def write_window(
+    conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime, model_version: str,
+    profile: ReferenceProfile | None, results: WindowResults, anomalies: list[AppResult], started_at: datetime,
+    timings: dict[str, float],
+) -> None:
+    """Every table's rows of [start, end) for the endpoint, in the caller's transaction."""
+    e = cfg.endpoint_id
+    replace_window(conn, "operational_metrics", e, start, end, list(OPERATIONAL), ["bucket_start", "metric"],
+                   list(results.operational))
+    if results.quality is not None:
+        write_quality_results(conn, e, start, end, results.quality)
+    else:
+        replace_window(conn, "data_quality_results", e, start, end, [], [], [])
+    drift = results.drift
+    feature_rows: list[tuple[Any, ...]] = []
+    summary_rows: list[tuple[Any, ...]] = []
+    stats_rows: list[tuple[Any, ...]] = []
+    if drift is not None:
+        feature_rows = [_pick(r, FEATURE_DRIFT) for r in drift.feature_rows]
+        details = {"reasons": list(drift.reasons), "drifted_features": list(drift.drifted_features)}
+        summary_rows = [_pick({"metric": metric, "value": value, "drift_status": drift.status,
+                               "dq_state": results.dq_state, "details": details if metric == "general_drift" else {}},
+                              DRIFT_SUMMARY)
+                        for metric, value in drift.summary.items()]
+        stats_rows = [_pick(r, FEATURE_STATS) for r in drift.feature_stats_rows]
+    replace_window(conn, "feature_drift", e, start, end, list(FEATURE_DRIFT), ["feature", "metric"], feature_rows)
+    replace_window(conn, "drift_summary", e, start, end, list(DRIFT_SUMMARY), ["metric"], summary_rows)
+    replace_window(conn, "feature_stats", e, start, end, list(FEATURE_STATS), ["feature", "metric"], stats_rows)
+    replace_window(conn, "app_results", e, start, end, list(APP_RESULTS), ["application", "metric"],
+                   [(*a.row(), end) for a in (*results.apps, *anomalies)])
+    finished_at = datetime.now(timezone.utc)
+    stored_timings: dict[str, Any] = dict(timings)
+    if results.quality is not None:
+        stored_timings["dq_failed_rows"] = int(results.quality.failed_rows)
+    run = {
+        "endpoint_id": e, "window_start": start, "window_end": end, "status": "ok" if results.rows else "no_data",
+        "rows_seen": results.rows, "bad_rows": results.bad.bad_rows, "bad_row_details": results.bad.by_reason,
+        "dq_state": results.dq_state, "drift_status": results.drift_status, "model_version": model_version,
+        "reference_version": profile.version if profile else None, "compute_mode": cfg.compute,
+        "stage_timings": stored_timings, "library_version": __version__, "error": None, "started_at": started_at,
+        "finished_at": finished_at, "duration_s": (finished_at - started_at).total_seconds(),
+    }
+    upsert(conn, "interval_runs", list(INTERVAL_RUNS), ["endpoint_id", "window_start", "window_end"],
+           [tuple(run[c] for c in INTERVAL_RUNS)])
+
+
+def metric_history(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime) -> pd.DataFrame:
+    """Feature means and KPIs of the `anomaly_window` windows before `start`, as long rows in time order."""
+    rows = conn.execute(
+        """
+        SELECT window_end, 'feature_mean:' || feature AS metric, value FROM monitoring.feature_stats
+         WHERE endpoint_id = %(e)s AND metric = 'mean' AND window_end <= %(s)s
+           AND window_end > %(s)s - %(span)s
+        UNION ALL
+        SELECT window_end, 'kpi:' || metric, value FROM monitoring.app_results
+         WHERE endpoint_id = %(e)s AND application = 'kpi' AND window_end <= %(s)s
+           AND window_end > %(s)s - %(span)s
+        ORDER BY 1
+        """,
+        {"e": cfg.endpoint_id, "s": start, "span": cfg.schedule.interval * (cfg.drift.anomaly_window + 1)},
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["window_end", "metric", "value"])
