@@ -271,8 +271,9 @@ def dynatrace_push(url: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from monitoring_lib.dynatrace.client import IngestClient
     from monitoring_lib.dynatrace.lines import LineBatch
-    from monitoring_lib.dynatrace.outbox import push_pending, stage_lines
     from monitoring_lib.dynatrace.protocol import format_gauge
+    from monitoring_lib.dynatrace.push import push_pending
+    from monitoring_lib.results.outbox import stage_lines
     from tests.ingest_server import IngestServer
 
     now = datetime.now(timezone.utc).replace(microsecond=0)

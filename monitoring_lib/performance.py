@@ -18,9 +18,9 @@ from monitoring_lib.compute.database.sql import NUMBER_OR_BOOL_TYPES, as_number,
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.dynatrace.lines import build_performance_lines, performance_key_prefix
-from monitoring_lib.dynatrace.outbox import stage_lines
 from monitoring_lib.errors import SourceError
 from monitoring_lib.results.endpoints import window_version
+from monitoring_lib.results.outbox import stage_lines
 from monitoring_lib.results.tables import replace_window
 from monitoring_lib.source import describe_relation, describe_source
 

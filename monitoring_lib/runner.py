@@ -21,9 +21,9 @@ from monitoring_lib.compute.window_results import StageTimer, WindowResults
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.dynatrace.lines import build_interval_lines, performance_key_prefix
-from monitoring_lib.dynatrace.outbox import stage_lines
 from monitoring_lib.errors import QualityGateFailed
 from monitoring_lib.results.endpoints import ensure_endpoint, refresh_endpoint_totals, window_version
+from monitoring_lib.results.outbox import stage_lines
 from monitoring_lib.results.profiles import load_active_profile
 from monitoring_lib.results.report import IntervalReport, no_drift_reasons, stored_failed_critical, stored_report
 from monitoring_lib.results.window import metric_history, write_window

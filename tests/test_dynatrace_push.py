@@ -19,9 +19,9 @@ from monitoring_lib.config import EndpointConfig
 from monitoring_lib.dynatrace import IngestClient, build_interval_lines, client_from_env, push_pending, stage_lines
 from monitoring_lib.dynatrace.command import push_from_task
 from monitoring_lib.dynatrace.lines import LineBatch, build_performance_lines, performance_key_prefix
-from monitoring_lib.dynatrace.outbox import pending_lines, tidy
 from monitoring_lib.dynatrace.protocol import format_gauge
 from monitoring_lib.errors import DynatraceError, DynatraceUnavailableError
+from monitoring_lib.results.outbox import pending_lines, tidy
 
 TOKEN = "dt0c01.TESTPUBLIC.very-secret-token-value"
 W_START = datetime(2026, 3, 1, 11, 0, tzinfo=timezone.utc)

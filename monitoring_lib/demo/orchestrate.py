@@ -25,7 +25,7 @@ from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
 from monitoring_lib.demo.traffic import run_traffic
 from monitoring_lib.dynatrace.client import client_from_env
 from monitoring_lib.dynatrace.command import configured, export_pending
-from monitoring_lib.dynatrace.outbox import push_pending
+from monitoring_lib.dynatrace.push import push_pending
 from monitoring_lib.reference import fit_and_store, read_training_data
 from monitoring_lib.schedule import windows
 from monitoring_lib.status import render_status

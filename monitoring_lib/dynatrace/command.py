@@ -10,8 +10,9 @@ from typing import TextIO
 from monitoring_lib.config import format_duration
 from monitoring_lib.db import connect
 from monitoring_lib.dynatrace.client import URL_ENV, IngestClient, client_from_env
-from monitoring_lib.dynatrace.outbox import MAX_AGE, oldest_sendable_ms, pending_lines, push_pending, tidy
+from monitoring_lib.dynatrace.push import push_pending
 from monitoring_lib.errors import DynatraceUnavailableError
+from monitoring_lib.results.outbox import MAX_AGE, oldest_sendable_ms, pending_lines, tidy
 
 
 def push_command(url: str, *, dry_run: bool, endpoint_id: str | None, out: TextIO) -> int:

@@ -27,6 +27,13 @@ from monitoring_lib.dynatrace.protocol import (
     key_section,
     metric_key,
 )
+from monitoring_lib.results.performance import latest_labelled_window, performance_values
+from monitoring_lib.results.window import (
+    stored_drift_summary,
+    stored_feature_drift,
+    stored_operational,
+    stored_quality_counts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +150,9 @@ def build_interval_lines(
     if not cfg.dynatrace.enabled:
         return LineBatch(())
     builder = _Builder(cfg, model_version, window_end)
-    key = (cfg.endpoint_id, window_start, window_end)
+    e = cfg.endpoint_id
 
-    drift_rows = conn.execute(
-        "SELECT metric, value, drift_status FROM monitoring.drift_summary"
-        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s ORDER BY metric",
-        key,
-    ).fetchall()
+    drift_rows = stored_drift_summary(conn, e, window_start, window_end)
     for metric, value, _status in drift_rows:
         if metric in _DRIFT_SUMMARY_METRICS:
             builder.add(metric, value)
@@ -157,27 +160,15 @@ def build_interval_lines(
         builder.add("drift_status", DRIFT_STATUS_LEVELS.get(drift_rows[0][2]))
 
     if cfg.dynatrace.features:
-        for feature, value in conn.execute(
-            "SELECT feature, value FROM monitoring.feature_drift"
-            " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s"
-            " AND metric = %s AND feature = ANY(%s) ORDER BY feature",
-            (*key, cfg.drift.feature.metric, list(cfg.dynatrace.features)),
-        ).fetchall():
+        for feature, value in stored_feature_drift(conn, e, window_start, window_end, cfg.drift.feature.metric,
+                                                   cfg.dynatrace.features):
             builder.add("feature_drift", value, feature=feature)
 
-    total, failed = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE NOT success) FROM monitoring.data_quality_results"
-        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s",
-        key,
-    ).fetchone()
+    total, failed = stored_quality_counts(conn, e, window_start, window_end)
     if total:
         builder.add("failed_expectations", failed)
 
-    ops = conn.execute(
-        "SELECT bucket_start, metric, value FROM monitoring.operational_metrics"
-        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s ORDER BY bucket_start",
-        key,
-    ).fetchall()
+    ops = stored_operational(conn, e, window_start, window_end)
     _add_operational(builder, ops, (window_end - window_start).total_seconds())
 
     return LineBatch(tuple(builder.lines), builder.skipped)
@@ -202,22 +193,12 @@ def build_performance_lines(
     if not cfg.dynatrace.enabled or "model_performance" not in cfg.dynatrace.metrics:
         return LineBatch(())
     # a window whose first few labels just landed would make the series flap: it needs labels.min_count
-    latest = conn.execute(
-        "SELECT p.window_start, p.window_end, r.model_version, p.label_count FROM monitoring.model_performance p"
-        " LEFT JOIN monitoring.interval_runs r USING (endpoint_id, window_start, window_end)"
-        " WHERE p.endpoint_id = %s AND p.segment = 'all' AND p.window_end <= %s AND p.window_end > %s"
-        " AND p.label_count >= %s ORDER BY p.window_end DESC LIMIT 1",
-        (cfg.endpoint_id, run_end, since, cfg.labels.min_count if cfg.labels else 1),
-    ).fetchone()
+    latest = latest_labelled_window(conn, cfg.endpoint_id, run_end, since, cfg.labels.min_count if cfg.labels else 1)
     if latest is None:
         return LineBatch(())
-    builder = _Builder(cfg, latest[2] or model_version, run_end)
-    builder.add("model_performance", latest[3], metric="labels")  # how many labels the values rest on
-    for metric, value in conn.execute(
-        "SELECT metric, value FROM monitoring.model_performance"
-        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND segment = 'all' ORDER BY metric",
-        (cfg.endpoint_id, latest[0], latest[1]),
-    ).fetchall():
+    builder = _Builder(cfg, latest.model_version or model_version, run_end)
+    builder.add("model_performance", latest.label_count, metric="labels")  # how many labels the values rest on
+    for metric, value in performance_values(conn, cfg.endpoint_id, latest.window_start, latest.window_end):
         builder.add("model_performance", value, metric=metric)
     return LineBatch(tuple(builder.lines), builder.skipped)
 

@@ -1,12 +1,14 @@
-"""One window's results in the tables of schema `monitoring`: written together, replaced on a re-run.
+"""One window's results in the tables of schema `monitoring`: written together, replaced on a re-run, read back.
 
 Each table's columns are named once here; rows are taken from the computed values by those names, so a
-column added to a table is added in one place.
+column added to a table is added in one place. The reads of one stored window run in the caller's
+transaction, so what is built from them (the Dynatrace lines) matches what was just written.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -106,3 +108,49 @@ def metric_history(conn: psycopg.Connection, cfg: EndpointConfig, start: datetim
         {"e": cfg.endpoint_id, "s": start, "span": cfg.schedule.interval * (cfg.drift.anomaly_window + 1)},
     ).fetchall()
     return pd.DataFrame(rows, columns=["window_end", "metric", "value"])
+
+
+def stored_drift_summary(
+    conn: psycopg.Connection, endpoint_id: str, start: datetime, end: datetime
+) -> list[tuple[str, float | None, str]]:
+    """The window's `drift_summary` rows as (metric, value, drift_status), by metric."""
+    return conn.execute(
+        "SELECT metric, value, drift_status FROM monitoring.drift_summary"
+        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s ORDER BY metric",
+        (endpoint_id, start, end),
+    ).fetchall()
+
+
+def stored_feature_drift(
+    conn: psycopg.Connection, endpoint_id: str, start: datetime, end: datetime, metric: str, features: Sequence[str]
+) -> list[tuple[str, float | None]]:
+    """The window's `feature_drift` values of one drift metric for the given features, as (feature, value)."""
+    return conn.execute(
+        "SELECT feature, value FROM monitoring.feature_drift"
+        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s"
+        " AND metric = %s AND feature = ANY(%s) ORDER BY feature",
+        (endpoint_id, start, end, metric, list(features)),
+    ).fetchall()
+
+
+def stored_quality_counts(
+    conn: psycopg.Connection, endpoint_id: str, start: datetime, end: datetime
+) -> tuple[int, int]:
+    """How many quality checks the window has results for, and how many of them failed."""
+    total, failed = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT success) FROM monitoring.data_quality_results"
+        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s",
+        (endpoint_id, start, end),
+    ).fetchone()
+    return total, failed
+
+
+def stored_operational(
+    conn: psycopg.Connection, endpoint_id: str, start: datetime, end: datetime
+) -> list[tuple[datetime, str, float | None]]:
+    """The window's `operational_metrics` rows as (bucket_start, metric, value), by bucket."""
+    return conn.execute(
+        "SELECT bucket_start, metric, value FROM monitoring.operational_metrics"
+        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s ORDER BY bucket_start",
+        (endpoint_id, start, end),
+    ).fetchall()
