@@ -239,10 +239,10 @@ def scan_floors(url: str, cfg: Any, repeats: int) -> dict[str, float]:
     """
     from monitoring_lib.compute.database.histograms import bucket_key, fine_buckets
     from monitoring_lib.compute.database.scan import summary_columns
-    from monitoring_lib.compute.database.sql import Params, window_rows
     from monitoring_lib.drift.profile import NumericProfile
     from monitoring_lib.results.profiles import load_active_profile
     from monitoring_lib.source import describe_source
+    from monitoring_lib.sql_common import Params, window_rows
 
     with psycopg.connect(url) as conn:
         profile = load_active_profile(conn, cfg.endpoint_id, cfg.model.version)
@@ -339,7 +339,7 @@ def prepare(url: str, args: argparse.Namespace) -> dict[str, float]:
     import pandas as pd
 
     from monitoring_lib import migrations
-    from monitoring_lib.drift.fit import fit_reference
+    from monitoring_lib.reference.fit import fit_reference
     from monitoring_lib.results.endpoints import ensure_endpoint
     from monitoring_lib.results.profiles import save_profile
     from monitoring_lib.source import read_window

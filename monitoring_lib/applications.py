@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from monitoring_lib.compute.database.sql import NUMBER_OR_BOOL_TYPES
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.sql_common import NUMBER_OR_BOOL_TYPES
 
 
 @dataclass(frozen=True)

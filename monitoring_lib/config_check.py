@@ -9,10 +9,10 @@ from pathlib import Path
 import psycopg
 
 from monitoring_lib.applications import kpi_reads_type
-from monitoring_lib.compute.database.sql import NUMBER_OR_BOOL_TYPES, NUMBER_TYPES, qualified
 from monitoring_lib.config import EndpointConfig, config_dir, config_files, load_each
 from monitoring_lib.db import connect
 from monitoring_lib.source import describe_relation, describe_source
+from monitoring_lib.sql_common import NUMBER_OR_BOOL_TYPES, NUMBER_TYPES, qualified
 
 TIME_TYPES = {"timestamptz", "timestamp", "timestamp with time zone", "timestamp without time zone"}
 

@@ -14,7 +14,6 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from monitoring_lib.compute.database.sql import NUMBER_OR_BOOL_TYPES, as_number, in_window, qualified, source_relation
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.dynatrace.lines import build_performance_lines, performance_key_prefix
@@ -23,6 +22,7 @@ from monitoring_lib.results.endpoints import window_version
 from monitoring_lib.results.outbox import stage_lines
 from monitoring_lib.results.tables import replace_window
 from monitoring_lib.source import describe_relation, describe_source
+from monitoring_lib.sql_common import NUMBER_OR_BOOL_TYPES, as_number, in_window, qualified, source_relation
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

@@ -16,9 +16,9 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from monitoring_lib.compute.database.sql import in_window, numeric_as_float, qualified, source_relation
 from monitoring_lib.config import EndpointConfig, SourceConfig
 from monitoring_lib.errors import DatabaseUnavailableError, SourceError
+from monitoring_lib.sql_common import in_window, numeric_as_float, qualified, source_relation
 
 
 def window_query(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -86,3 +87,25 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
 
 def dbname_of(url: str) -> str:
     return conninfo_to_dict(url)["dbname"]
+
+
+_LAYER_MARKS = {
+    "unit": "unit",
+    "parity": "parity",
+    "database": "database",
+    "airflow_runs": "airflow",
+    "dashboards": "dashboards",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by its folder, so `-m unit` selects the fast layer without a database."""
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            layer = Path(item.fspath).resolve().relative_to(tests_dir).parts[0]
+        except ValueError:
+            continue
+        mark = _LAYER_MARKS.get(layer)
+        if mark:
+            item.add_marker(mark)

@@ -20,7 +20,6 @@ import psycopg
 from psycopg import sql
 
 from monitoring_lib.applications import load_callable
-from monitoring_lib.compute.database.sql import qualified, source_relation
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.errors import MonitoringError
@@ -29,6 +28,7 @@ from monitoring_lib.reference import fit_profile
 from monitoring_lib.results.endpoints import record_promotion
 from monitoring_lib.results.profiles import save_profile
 from monitoring_lib.results.tables import document
+from monitoring_lib.sql_common import qualified, source_relation
 
 MODEL_DIR_ENV = "MLMON_MODEL_DIR"
 

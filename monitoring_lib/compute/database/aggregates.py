@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from monitoring_lib.compute.database.sql import Params, overflow_safe, window_rows
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.sql_common import Params, overflow_safe, window_rows
 
 NULL, NAN, INF, MISSING = "null", "nan", "inf", "missing"
 

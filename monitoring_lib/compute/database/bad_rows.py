@@ -34,11 +34,11 @@ from monitoring_lib.compute.database.aggregates import (
     DuplicateIds,
     SpecialCount,
 )
-from monitoring_lib.compute.database.sql import NUMBER_TYPES, as_float, error_flag
 from monitoring_lib.compute.memory.bad_rows import BadRowReport
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.errors import SourceError
 from monitoring_lib.source import unique_columns
+from monitoring_lib.sql_common import NUMBER_TYPES, as_float, error_flag
 
 
 def _numeric_columns(cfg: EndpointConfig) -> list[str]:

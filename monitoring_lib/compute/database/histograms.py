@@ -36,9 +36,9 @@ from monitoring_lib.compute.database.aggregates import (
     OutsideCount,
     SpecialCount,
 )
-from monitoring_lib.compute.database.sql import NUMBER_TYPES, Params, as_float, category_key, window_rows
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import CategoricalProfile, ColumnProfile, NumericProfile
+from monitoring_lib.sql_common import NUMBER_TYPES, Params, as_float, category_key, window_rows
 
 # Fine buckets of a numeric column: sub-bins spread over the reference bins by their share of rows
 # (at least _MIN_SUB each), and geometric steps beyond the outer edges so a shifted interval still

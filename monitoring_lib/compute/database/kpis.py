@@ -11,8 +11,8 @@ from psycopg import sql
 
 from monitoring_lib.applications import AppResult, kpi_problem
 from monitoring_lib.compute.database.aggregates import AggregatePlan
-from monitoring_lib.compute.database.sql import as_number, error_flag, exact_number, finite
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.sql_common import as_number, error_flag, exact_number, finite
 
 _KPI_AGG = {"sum": "coalesce(sum({v}) FILTER (WHERE {f}), 0)", "mean": "avg({v}) FILTER (WHERE {f})",
             "min": "min({v}) FILTER (WHERE {f})", "max": "max({v}) FILTER (WHERE {f})",

@@ -15,9 +15,9 @@ from decimal import Decimal
 
 from psycopg import sql
 
-from monitoring_lib.compute.database.sql import Params, as_float, exact_number, finite, window_rows
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import NumericProfile
+from monitoring_lib.sql_common import Params, as_float, exact_number, finite, window_rows
 
 # Below this magnitude a float8 difference cannot overflow (the numeric moments take it in float8).
 _HALF_MAX = sys.float_info.max / 2

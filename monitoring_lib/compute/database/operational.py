@@ -11,9 +11,9 @@ from datetime import datetime
 
 from psycopg import sql
 
-from monitoring_lib.compute.database.sql import Params, as_float, error_flag, exact_number, finite, window_rows
 from monitoring_lib.compute.memory.operational import BUCKET, LATENCY_QUANTILES
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.sql_common import Params, as_float, error_flag, exact_number, finite, window_rows
 
 
 def operational_query(

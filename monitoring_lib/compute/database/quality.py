@@ -48,9 +48,6 @@ from monitoring_lib.compute.database.quality_checks import (
     source_columns,
 )
 from monitoring_lib.compute.database.snapshot import read_snapshot
-from monitoring_lib.compute.database.sql import (
-    query_errors,
-)
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.errors import SourceError
@@ -70,6 +67,9 @@ from monitoring_lib.quality.results import (
 )
 from monitoring_lib.quality.suite import ExpectationSpec, build_expectations
 from monitoring_lib.source import describe_source, unique_columns
+from monitoring_lib.sql_common import (
+    query_errors,
+)
 
 # Up to this many unexpected rows, a check's sample values come from one scan shared with the other such checks.
 _RARE_UNEXPECTED = 10_000

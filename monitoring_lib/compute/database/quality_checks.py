@@ -23,16 +23,6 @@ from monitoring_lib.compute.database.aggregates import (
     OutsideCount,
     SpecialCount,
 )
-from monitoring_lib.compute.database.sql import (
-    NUMBER_TYPES,
-    Params,
-    as_float,
-    category_key,
-    error_flag,
-    finite,
-    stripped,
-    text_number,
-)
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.quality.results import (
     BETWEEN,
@@ -44,6 +34,16 @@ from monitoring_lib.quality.results import (
     make_result,
 )
 from monitoring_lib.quality.suite import ExpectationSpec
+from monitoring_lib.sql_common import (
+    NUMBER_TYPES,
+    Params,
+    as_float,
+    category_key,
+    error_flag,
+    finite,
+    stripped,
+    text_number,
+)
 
 Kind = Literal["numeric", "category", "timestamp", "flag", "raw"]
 

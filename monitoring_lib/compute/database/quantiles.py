@@ -21,10 +21,10 @@ from psycopg import sql
 
 from monitoring_lib.compute.database.histograms import Fine
 from monitoring_lib.compute.database.moments import moments
-from monitoring_lib.compute.database.sql import Params, as_float, finite, window_rows
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import QUANTILES, NumericProfile
 from monitoring_lib.drift.summaries import QUANTILE_KEYS
+from monitoring_lib.sql_common import Params, as_float, finite, window_rows
 
 
 def _virtual_index(n: int, q: float) -> tuple[int, int, float]:

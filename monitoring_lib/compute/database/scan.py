@@ -49,12 +49,12 @@ from monitoring_lib.compute.database.moments import moments_query, sums
 from monitoring_lib.compute.database.operational import operational_query, operational_rows
 from monitoring_lib.compute.database.quantiles import QuantilePlan, plan_quantiles, quantiles_query
 from monitoring_lib.compute.database.snapshot import Beside, read_snapshot
-from monitoring_lib.compute.database.sql import Params, overflow_safe, query_errors
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import CategoricalProfile, ColumnProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.drift.summaries import QUANTILE_KEYS, ColumnSummary
 from monitoring_lib.errors import ProfileNotFittedError, SourceError
 from monitoring_lib.source import describe_source
+from monitoring_lib.sql_common import Params, overflow_safe, query_errors
 
 # Above this many values in a column's target buckets, its quantiles come from `percentile_cont`.
 _MAX_FETCH = 2_000_000

@@ -26,9 +26,9 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from monitoring_lib.compute.database.bad_rows import require_numeric_types
-from monitoring_lib.compute.database.sql import raise_work_mem
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.source import describe_source
+from monitoring_lib.sql_common import raise_work_mem
 
 T = TypeVar("T")
 _CONSISTENT = {"repeatable read", "serializable"}

@@ -16,7 +16,6 @@ from monitoring_lib.compute.database.kpis import KpiPlan
 from monitoring_lib.compute.database.quality import QualityPlan
 from monitoring_lib.compute.database.scan import summaries_in_database
 from monitoring_lib.compute.database.snapshot import beside, window_snapshot
-from monitoring_lib.compute.database.sql import query_errors
 from monitoring_lib.compute.window_results import (
     StageTimer,
     WindowResults,
@@ -27,6 +26,7 @@ from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.drift.engine import compute_drift
 from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.sql_common import query_errors
 
 
 def compute_in_database(

@@ -6,7 +6,7 @@ about 1.9 s of a 1,000,000-row interval for the built-in suite, where these mask
 The checks answered here are the map checks (not null, between, in set, unique) and the two table
 checks of the built-in suite, with the kwargs GX's own pandas code reads (`results.MODELLED_KWARGS`);
 every other check, and any check whose column dtype or bounds GX would treat differently, goes to GX.
-`tests/test_quality_native.py` runs both evaluators on the same frames and requires equal results.
+`tests/unit/test_quality_native.py` runs both evaluators on the same frames and requires equal results.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from datetime import datetime
 import pandas as pd
 
 from monitoring_lib.applications import kpi_only_columns, kpi_reads_type, run_user_applications
-from monitoring_lib.compute.database.sql import query_errors
 from monitoring_lib.compute.memory.bad_rows import BadRowReport, categorical_prediction, normalise_frame
 from monitoring_lib.compute.memory.kpis import compute_kpis
 from monitoring_lib.compute.memory.operational import bucket_metrics
@@ -32,6 +31,7 @@ from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.drift.summaries import ColumnSummary
 from monitoring_lib.quality.results import QualityOutcome
 from monitoring_lib.source import describe_source, read_window
+from monitoring_lib.sql_common import query_errors
 
 
 def kpi_types(url: str, cfg: EndpointConfig) -> dict[str, str]:

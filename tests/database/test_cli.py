@@ -18,7 +18,7 @@ from monitoring_lib.cli import EXIT_CONFIG, EXIT_UNAVAILABLE, main
 from monitoring_lib.db import airflow_connection_url
 from tests.sources import WINDOW_END, WINDOW_START, seed_source
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "p@ss/w:rd#1 %x"
 
 GOOD = """

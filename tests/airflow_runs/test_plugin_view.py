@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from monitoring_lib.operator_view import human_age, staleness
 
-PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
+PLUGINS_DIR = Path(__file__).resolve().parents[2] / "plugins"
 GRAFANA = "http://grafana.example:3000"
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 HOUR = timedelta(hours=1)

@@ -1,4 +1,4 @@
-"""Fitting a reference profile from training data (table, query or file) and storing it."""
+"""Training data read from a table, query or file, fitted into a reference profile and stored."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import adbc_driver_postgresql.dbapi as adbc
 import pandas as pd
 from psycopg import sql
 
-from monitoring_lib.compute.database.sql import qualified
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
-from monitoring_lib.drift.fit import fit_reference
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.errors import MonitoringError, SourceError
+from monitoring_lib.reference.fit import fit_reference
 from monitoring_lib.results.endpoints import ensure_endpoint
 from monitoring_lib.results.profiles import save_profile
+from monitoring_lib.sql_common import qualified
 
 
 def read_training_data(url: str, *, table: str | None = None, query: str | None = None,

@@ -22,8 +22,8 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
 
 from monitoring_lib.demo.orchestrate import ENDPOINT_ID
+from tests.airflow_runs.test_dags import REPO, hour, seeded_url  # noqa: F401 - fixture
 from tests.conftest import _with_dbname
-from tests.test_dags import REPO, hour, seeded_url  # noqa: F401 - fixture
 
 DAG = f"monitor__{ENDPOINT_ID}"
 

@@ -14,7 +14,6 @@ from monitoring_lib.compute.memory.summaries import summarise_and_compute, summa
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.anomaly import rolling_zscores
 from monitoring_lib.drift.engine import compute_drift
-from monitoring_lib.drift.fit import fit_reference
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.drift.tiers import (
     DRIFT_DETECTED,
@@ -27,6 +26,7 @@ from monitoring_lib.drift.tiers import (
     worst,
 )
 from monitoring_lib.errors import ProfileNotFittedError
+from monitoring_lib.reference.fit import fit_reference
 
 NUMERIC = tuple(f"x{i:02d}" for i in range(20))
 CATEGORICAL = ("region", "channel")

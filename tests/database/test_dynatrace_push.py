@@ -521,7 +521,7 @@ def test_interval_lines_stage_and_push_end_to_end(conn: psycopg.Connection, serv
 # --- Airflow hook ----------------------------------------------------------------------------
 
 def _load_hook_module():
-    path = Path(__file__).resolve().parent.parent / "plugins" / "dynatrace_hook.py"
+    path = Path(__file__).resolve().parents[2] / "plugins" / "dynatrace_hook.py"
     spec = importlib.util.spec_from_file_location("dynatrace_hook", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

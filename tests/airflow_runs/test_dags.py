@@ -25,7 +25,7 @@ from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
 from monitoring_lib.reference import fit_and_store, read_training_data
 from tests.conftest import _with_dbname
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 END = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)  # the simulated period is [END - 12h, END)
 START = END - timedelta(hours=12)
 
@@ -205,7 +205,7 @@ def test_runs_without_window_params_monitor_whole_intervals_of_the_grid(af_env, 
 
 def test_feature_groups_map_over_workers_and_merge_into_the_in_memory_results(wide_env, seeded_url):
     from monitoring_lib.runner import run_interval
-    from tests.test_compute_database import assert_same_results
+    from tests.parity.test_compute_database import assert_same_results
 
     windows = [hour(8), hour(9)]
     out = run_dags(wide_env, [monitor_spec(w) for w in windows])

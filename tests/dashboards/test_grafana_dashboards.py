@@ -22,7 +22,7 @@ from grafana_sql import expand, expand_macros, expand_variables, parse_interval
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "dashboards" / "grafana"
 DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
 DATASOURCE_UID = "mlmon-postgres"

@@ -15,9 +15,9 @@ import yaml
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.dynatrace.lines import METRIC_TABLE, build_interval_lines, build_performance_lines
-from tests.test_dynatrace_push import make_cfg
+from tests.database.test_dynatrace_push import make_cfg
 
-DASH_DIR = Path(__file__).resolve().parent.parent / "dashboards" / "dynatrace"
+DASH_DIR = Path(__file__).resolve().parents[2] / "dashboards" / "dynatrace"
 PREFIX = "mlmon"
 KEY_RE = re.compile(rf"(?<![\w.]){PREFIX}(?:\.[A-Za-z0-9_-]+)+")
 SPLIT_RE = re.compile(r"splitBy\(([^)]*)\)")

@@ -3,7 +3,7 @@
 Each case draws a source table and an endpoint config from its seed, fits the reference profile from a random
 reference frame with the library's own fitting (`reference.fit_and_store`), runs the window in memory, keeps
 every stored result, runs it again in the database mode (which replaces them) and requires the same stored rows
-(`tests.test_compute_database.stored` / `assert_same_results`) and the same reports. On top of those tables, the
+(`tests.parity.test_compute_database.stored` / `assert_same_results`) and the same reports. On top of those tables, the
 parts `stored` leaves out are compared too: the quality results' observed values and details (the sample of
 unexpected values as documented: the same values, in any order, up to the 20 a sample holds; the database lists
 them for failed checks only), the applications' extras, the failed-row count behind the endpoint's error count
@@ -62,14 +62,14 @@ import pytest
 from psycopg import sql
 
 from monitoring_lib.config import EndpointConfig
-from monitoring_lib.drift.fit import fit_reference
 from monitoring_lib.drift.profile import NumericProfile
 from monitoring_lib.errors import MonitoringError
 from monitoring_lib.reference import fit_and_store
+from monitoring_lib.reference.fit import fit_reference
 from monitoring_lib.results.report import IntervalReport
 from monitoring_lib.runner import run_interval
-from tests.test_compute_database import REL, assert_same_results, same, stored
-from tests.test_pushdown_random import (
+from tests.parity.test_compute_database import REL, assert_same_results, same, stored
+from tests.parity.test_pushdown_random import (
     NUMERIC_TYPES,
     as_sql_value,
     categorical_values,

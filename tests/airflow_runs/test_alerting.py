@@ -28,10 +28,10 @@ from monitoring_lib.demo.orchestrate import ENDPOINT_ID, airflow_env, prepare_ai
 from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
 from monitoring_lib.errors import ConfigError
 from monitoring_lib.reference import fit_and_store, read_training_data
+from tests.airflow_runs.test_dags import END, hour, monitor_spec, run_dags
 from tests.conftest import _with_dbname
-from tests.test_dags import END, hour, monitor_spec, run_dags
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "configs" / "claims-approved-amount.yaml"
 SINK = "tests.alert_sink.FileNotifier"
 QUIET_ID = "claims-quiet"

@@ -13,10 +13,10 @@ from scipy import stats
 from monitoring_lib.compute.memory.summaries import sorted_bin_counts, summarise_frame
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.engine import column_metric
-from monitoring_lib.drift.fit import fit_numeric, fit_reference, numeric_edges
 from monitoring_lib.drift.profile import QUANTILES, CategoricalProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.drift.summaries import QUANTILE_KEYS, bin_counts, histogram_quantiles, merge
 from monitoring_lib.errors import ProfileNotFittedError, SourceError
+from monitoring_lib.reference.fit import fit_numeric, fit_reference, numeric_edges
 
 
 def make_cfg(numeric=("x", "k"), categorical=("c",), **drift) -> EndpointConfig:

@@ -24,8 +24,8 @@ from monitoring_lib.config import EndpointConfig
 from monitoring_lib.errors import ConfigError, MonitoringError
 from monitoring_lib.quality.suite import build_expectations
 from monitoring_lib.runner import run_interval
-from tests.test_compute_database import assert_same_results, database_config, stored
-from tests.test_pipeline import REPO, START, demo_config, seed_and_fit
+from tests.database.test_pipeline import REPO, START, demo_config, seed_and_fit
+from tests.parity.test_compute_database import assert_same_results, database_config, stored
 
 NOW = datetime(2026, 11, 20, 13, tzinfo=timezone.utc)
 

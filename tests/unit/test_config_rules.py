@@ -18,7 +18,7 @@ from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.drift.tiers import feature_thresholds
 from monitoring_lib.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "configs" / "claims-approved-amount.yaml"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from psycopg import sql
 
-from monitoring_lib.compute.database.sql import stripped, text_number
+from monitoring_lib.sql_common import stripped, text_number
 
 TEXTS = ["0", "-0", " 12 ", "\t3.5\n", "+.5e3", "5.", "1E5", "abc", "", "inf", "nan", "0x10", "1e", ".",
          "1e308", "1.7976931348623158e308", "1.8e308", "-2e308", "1e999", "1e5000", "-1e5000", "1e-400",

@@ -21,10 +21,10 @@ from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
 from monitoring_lib.reference import fit_and_store, read_training_data
 from monitoring_lib.retraining.decisions import retraining_run_id
 from monitoring_lib.runner import run_interval
+from tests.airflow_runs.test_dags import END, START, hour, monitor_spec, run_dags
 from tests.conftest import _with_dbname
-from tests.test_dags import END, START, hour, monitor_spec, run_dags
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # the demo scenario (seed 11): windows 5 to 8 detect drift, so window 6 is the first the policy retrains on
 FIRST, NEXT, THIRD = 6, 7, 8
 

@@ -17,7 +17,7 @@ from mlmon_monitor_parts import SUMMARY_TABLES, monitor_params
 from monitoring_lib.config import load_endpoint_config
 from monitoring_lib.demo.orchestrate import ENDPOINT_ID
 from monitoring_lib.run_summary import NOTE_LIMIT, WindowOutcome, note_markdown
-from tests.test_dags import REPO, af_env, hour, monitor_spec, run_dags, seeded_url  # noqa: F401 - fixtures
+from tests.airflow_runs.test_dags import REPO, af_env, hour, monitor_spec, run_dags, seeded_url  # noqa: F401 - fixtures
 
 DEMO = REPO / "configs" / "claims-approved-amount.yaml"
 

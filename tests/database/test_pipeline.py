@@ -15,9 +15,9 @@ from monitoring_lib.performance import recompute_recent
 from monitoring_lib.reference import fit_and_store, read_training_data
 from monitoring_lib.retraining.decisions import decide_and_record
 from monitoring_lib.runner import compute_or_reuse, run_interval
-from tests.test_run_interval import snapshot
+from tests.database.test_run_interval import snapshot
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 END = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 START = END - timedelta(hours=12)
 INCIDENT = START + timedelta(hours=9)  # the 12-hour default scenario's data-quality incident

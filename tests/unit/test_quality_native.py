@@ -21,7 +21,7 @@ from monitoring_lib.compute.memory import quality_native as native
 from monitoring_lib.compute.memory.bad_rows import normalise_frame
 from monitoring_lib.compute.memory.quality import _evaluate, run_quality
 from monitoring_lib.quality.suite import ExpectationSpec, build_expectations
-from tests.test_quality import END, NOW, PROFILE, START, clean_frame, make_cfg
+from tests.database.test_quality import END, NOW, PROFILE, START, clean_frame, make_cfg
 
 N = 400
 

@@ -11,7 +11,7 @@ from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
 from monitoring_lib.performance import recompute_recent
 from monitoring_lib.reference import fit_and_store, read_training_data
 from monitoring_lib.runner import run_interval
-from tests.test_pipeline import demo_config
+from tests.database.test_pipeline import demo_config
 
 END = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 START = END - timedelta(hours=12)

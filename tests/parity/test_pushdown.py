@@ -19,17 +19,17 @@ from psycopg import sql
 from monitoring_lib.compute.database import scan as pushdown
 from monitoring_lib.compute.database.scan import summaries_in_database
 from monitoring_lib.compute.database.snapshot import beside
-from monitoring_lib.compute.database.sql import as_float, error_flag
 from monitoring_lib.compute.memory.bad_rows import normalise_frame
 from monitoring_lib.compute.memory.operational import bucket_metrics
 from monitoring_lib.compute.memory.summaries import summarise_frame
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.engine import compute_drift
-from monitoring_lib.drift.fit import fit_reference
 from monitoring_lib.drift.profile import NumericProfile, ReferenceProfile
 from monitoring_lib.drift.summaries import ColumnSummary
 from monitoring_lib.errors import SourceError
+from monitoring_lib.reference.fit import fit_reference
 from monitoring_lib.source import read_window, window_query
+from monitoring_lib.sql_common import as_float, error_flag
 
 START = datetime(2026, 4, 2, 9, tzinfo=timezone.utc)
 END = START + timedelta(hours=1)
@@ -131,7 +131,7 @@ def assert_same_drift(db: dict[str, ColumnSummary], mem: dict[str, ColumnSummary
                       cfg: EndpointConfig, *, equal: Callable[[float | None, float | None, float], bool] = close,
                       skip_stats: Collection[tuple[str, str]] = (), skip_summary: Collection[str] = ()) -> None:
     """The same drift results from both summaries; `skip_*` leave out figures built on a mean or std that only
-    a conditioning-aware comparison accepts (`tests/test_pushdown_random.py`)."""
+    a conditioning-aware comparison accepts (`tests/parity/test_pushdown_random.py`)."""
     a, b = compute_drift(db, profile, cfg), compute_drift(mem, profile, cfg)
     assert (a.status, a.reasons, a.drifted_features) == (b.status, b.reasons, b.drifted_features)
     assert len(a.feature_rows) == len(b.feature_rows) > 0

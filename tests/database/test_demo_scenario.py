@@ -32,7 +32,7 @@ from monitoring_lib.demo.scenario import (
 from monitoring_lib.demo.seed import seed_demo
 from monitoring_lib.demo.simulator import INFERENCE_COLUMNS, generate_inference, generate_labels
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "claims-approved-amount.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "claims-approved-amount.yaml"
 END = datetime(2026, 11, 20, 12, tzinfo=UTC)
 HOURS = 12
 ROWS = 250

@@ -38,11 +38,11 @@ from monitoring_lib.compute.database.snapshot import beside
 from monitoring_lib.compute.memory.bad_rows import normalise_frame
 from monitoring_lib.compute.memory.summaries import summarise_frame
 from monitoring_lib.config import EndpointConfig
-from monitoring_lib.drift.fit import fit_reference
 from monitoring_lib.drift.profile import NumericProfile, ReferenceProfile
 from monitoring_lib.drift.summaries import ColumnSummary
+from monitoring_lib.reference.fit import fit_reference
 from monitoring_lib.source import read_window
-from tests.test_pushdown import (
+from tests.parity.test_pushdown import (
     END,
     ODD,
     REL,
@@ -347,7 +347,7 @@ def store(conn: psycopg.Connection, case: Case) -> None:
 
 
 def same(a: float | None, b: float | None, scale: float = 0.0) -> bool:
-    """`close` of tests.test_pushdown, with NaN equal to NaN (a moment of values whose squares overflow)."""
+    """`close` of tests.parity.test_pushdown, with NaN equal to NaN (a moment of values whose squares overflow)."""
     if a is None or b is None:
         return a is b
     if math.isnan(a) or math.isnan(b):

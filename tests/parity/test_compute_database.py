@@ -19,7 +19,7 @@ from monitoring_lib.config import EndpointConfig, ScaleOutConfig
 from monitoring_lib.config_check import check_columns
 from monitoring_lib.errors import SourceError
 from monitoring_lib.runner import run_interval
-from tests.test_pipeline import END, INCIDENT, START, demo_config, seed_and_fit
+from tests.database.test_pipeline import END, INCIDENT, START, demo_config, seed_and_fit
 
 REL = 1e-9
 QUERIES = {

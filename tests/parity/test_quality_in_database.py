@@ -27,7 +27,7 @@ from monitoring_lib.compute.memory.quality import QualityOutcome, run_quality
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.results.quality import write_quality_results
 from monitoring_lib.source import describe_source, read_window
-from tests.test_quality import END, NOW, PROFILE, START, clean_frame, make_cfg
+from tests.database.test_quality import END, NOW, PROFILE, START, clean_frame, make_cfg
 
 TYPED = {"timestamp": "timestamptz", "request_id": "text", "claimed_amount": "float8", "age": "int4",
          "region": "text", "prediction": "float8", "latency_ms": "float8", "error": "boolean"}

@@ -12,8 +12,8 @@ import pytest
 
 from monitoring_lib.config import SourceConfig
 from monitoring_lib.source import unique_columns
-from tests.test_quality import make_cfg
-from tests.test_quality_in_database import assert_same, both, clean_rows, create_source, shared_scan
+from tests.database.test_quality import make_cfg
+from tests.parity.test_quality_in_database import assert_same, both, clean_rows, create_source, shared_scan
 
 # a role every test database has (the migrations create it) and that may not read the source table
 NO_SELECT = "mlmon_readonly"
