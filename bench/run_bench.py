@@ -96,13 +96,15 @@ def create_source(
     return time.perf_counter() - began
 
 
-def make_config(table: str, compute: str = "memory", group_size: int | None = None) -> Any:
+def make_config(table: str, compute: str = "memory", group_size: int | None = None,
+                multivariate: bool = False) -> Any:
     from monitoring_lib.config import EndpointConfig
 
     return EndpointConfig.model_validate({
         "endpoint_id": ENDPOINT,
         "compute": compute,
         "scale_out": {"feature_group_size": group_size},
+        "drift": {"multivariate": {"enabled": multivariate}},
         "project": "bench",
         "model": {"name": "claims_model", "version": "1", "class": "sklearn.ensemble.HistGradientBoostingRegressor"},
         "source": {"table": f"{SCHEMA}.{table}", "timestamp_column": "ts", "request_id_column": "request_id",
@@ -182,6 +184,55 @@ def pushdown_child(url: str, configs: list[Any]) -> dict:
     out["rss_after_imports_mb"] = base
     out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def multivariate_child(url: str, memory_off: Any, memory_cfg: Any, database_off: Any, database_cfg: Any,
+                       rounds: int = 3) -> dict:
+    """The interval with `drift.multivariate` on, in both modes, and the error it adds on its own.
+
+    Fastest of `rounds` for each mode, with and without, in this one process; the error alone is the
+    frame's z-scores and projections (memory) and the one aggregate scan (database), on the same window.
+    """
+    import great_expectations  # noqa: F401
+
+    from monitoring_lib.compute.database.multivariate import error_in_database
+    from monitoring_lib.compute.memory.multivariate import frame_error
+    from monitoring_lib.results.profiles import load_active_profile
+    from monitoring_lib.runner import run_interval
+    from monitoring_lib.source import describe_source, read_window
+
+    def fastest_pair(off: Any, on: Any) -> tuple[float, float, Any]:
+        """Runs without and with, alternating, so both see the same load; the fastest of each."""
+        times: dict[bool, list[float]] = {False: [], True: []}
+        report = None
+        for _ in range(rounds):
+            for enabled, cfg in ((False, off), (True, on)):
+                began = time.perf_counter()
+                result = run_interval(url, cfg, WINDOW_START, WINDOW_END)
+                times[enabled].append(time.perf_counter() - began)
+                report = result if enabled else report
+        return min(times[False]), min(times[True]), report
+
+    memory_off_s, memory_s, memory_report = fastest_pair(memory_off, memory_cfg)
+    memory_rss = peak_rss_mb()
+    database_off_s, database_s, _ = fastest_pair(database_off, database_cfg)
+    with psycopg.connect(url) as conn:
+        model = load_active_profile(conn, ENDPOINT, "1").multivariate  # type: ignore[union-attr]
+        types = describe_source(conn, database_cfg.source)
+    frame = read_window(url, memory_cfg, WINDOW_START, WINDOW_END, list(model.features))
+    began = time.perf_counter()
+    frame_error(frame, model)
+    error_memory_s = time.perf_counter() - began
+    del frame
+    with psycopg.connect(url) as conn:
+        began = time.perf_counter()
+        error_in_database(conn, database_cfg, model, types, WINDOW_START, WINDOW_END)
+        error_database_s = time.perf_counter() - began
+    return {"memory_s": memory_s, "memory_off_s": memory_off_s, "database_s": database_s,
+            "database_off_s": database_off_s, "error_memory_s": error_memory_s,
+            "error_database_s": error_database_s, "features": len(model.features),
+            "components": len(model.components), "drift_status": memory_report.drift_status,
+            "memory_peak_rss_mb": memory_rss}
 
 
 def group_child(url: str, cfg: Any, group: int) -> dict:
@@ -353,7 +404,7 @@ def prepare(url: str, args: argparse.Namespace) -> dict[str, float]:
                                                       - timedelta(days=7), drift=False, key=args.primary_key)
         setup["generate_interval_s"] = create_source(conn, "interval", args.rows, WINDOW_START, drift=True,
                                                      key=args.primary_key)
-        cfg = make_config("reference")
+        cfg = make_config("reference", multivariate=True)  # the profile holds the model; runs choose to use it
         began = time.perf_counter()
         ref: pd.DataFrame = read_window(url, cfg, WINDOW_START - timedelta(days=7),
                                         WINDOW_START - timedelta(days=6))
@@ -394,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         push = _in_child(pushdown_child, url, configs)
         print("measuring one scan of each pushdown window in PostgreSQL ...", flush=True)
         scans = [scan_floors(url, c, repeats=3 if i == 0 else 2) for i, c in enumerate(configs)]
+        print("running the interval with drift.multivariate on, in both modes (child process) ...", flush=True)
+        mv = _in_child(multivariate_child, url, cfg, make_config("interval", multivariate=True),
+                       configs[0], make_config("interval", compute="database", multivariate=True))
         print(f"running the interval split into feature groups of {args.group_size} (one child each) ...", flush=True)
         grouped_cfg = make_config("interval", group_size=args.group_size)
         groups = [_in_child(group_child, url, grouped_cfg, g) for g in range(len(grouped_cfg.feature_groups()))]
@@ -432,6 +486,17 @@ def main(argv: list[str] | None = None) -> int:
         "pushdown_drift_status": big["drift_status"],
         "pushdown_peak_rss_mb": push["peak_rss_mb"],
         "pushdown_rss_after_imports_mb": push["rss_after_imports_mb"],
+        "multivariate_memory_s": round(mv["memory_s"], 3),
+        "multivariate_memory_off_s": round(mv["memory_off_s"], 3),
+        "multivariate_memory_extra_pct": round(100 * (mv["memory_s"] / mv["memory_off_s"] - 1), 1),
+        "multivariate_memory_peak_rss_mb": mv["memory_peak_rss_mb"],
+        "multivariate_database_s": round(mv["database_s"], 3),
+        "multivariate_database_off_s": round(mv["database_off_s"], 3),
+        "multivariate_database_extra_pct": round(100 * (mv["database_s"] / mv["database_off_s"] - 1), 1),
+        "multivariate_error_memory_s": round(mv["error_memory_s"], 3),
+        "multivariate_error_database_s": round(mv["error_database_s"], 3),
+        "multivariate_features": mv["features"],
+        "multivariate_components": mv["components"],
         "feature_groups": len(groups),
         "group_max_s": round(max(g["seconds"] for g in groups), 3),
         "group_max_peak_rss_mb": max(g["peak_rss_mb"] for g in groups),
@@ -480,6 +545,13 @@ def report(r: dict) -> None:
         ]
     rows += [
         ("  pushdown peak RSS", f"{r['pushdown_peak_rss_mb']:.0f} MB  (client side)"),
+        (f"multivariate drift ({r['multivariate_features']} features, {r['multivariate_components']} components)",
+         f"in memory {r['multivariate_memory_s']:.2f} s against {r['multivariate_memory_off_s']:.2f} s without"
+         f" ({r['multivariate_memory_extra_pct']:+.1f}%, error alone"
+         f" {r['multivariate_error_memory_s']:.2f} s, peak RSS {r['multivariate_memory_peak_rss_mb']:.0f} MB);"
+         f" database {r['multivariate_database_s']:.2f} s against {r['multivariate_database_off_s']:.2f} s"
+         f" ({r['multivariate_database_extra_pct']:+.1f}%, its scan"
+         f" {r['multivariate_error_database_s']:.2f} s)"),
         (f"feature groups ({r['feature_groups']} mapped tasks)",
          f"slowest group {r['group_max_s']:.2f} s, peak RSS {r['group_max_peak_rss_mb']:.0f} MB, "
          f"XCom {r['group_max_xcom_kb']:.0f} KB"),

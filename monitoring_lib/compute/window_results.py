@@ -83,4 +83,8 @@ def drift_app_results(drift: DriftResult, feature_metric: str) -> list[AppResult
             # no status: the metric has no value (a feature without a finite value in the window)
             results.append(AppResult("drift", f"feature:{row['feature']}", "feature_drift", row["status"] or "unknown",
                                      row["value"], {"metric": row["metric"]}))
+    mv = drift.multivariate
+    if mv is not None and mv.value is not None:
+        results.append(AppResult("drift", "multivariate", "multivariate_drift", mv.status or "unknown", mv.value,
+                                 mv.details()))
     return results

@@ -67,6 +67,18 @@ class EndpointConfig(_Frozen):
             missing = sorted(set(names) - features)
             if missing:
                 raise ValueError(f"{section}: not a configured feature: {missing}")
+        multivariate = self.drift.multivariate
+        if multivariate.enabled:
+            covered = multivariate.features or self.source.numeric_features
+            not_numeric = sorted(set(covered) - set(self.source.numeric_features))
+            if not_numeric:
+                raise ValueError(f"drift.multivariate.features: not a configured numeric feature: {not_numeric}")
+            if len(set(covered)) < 2:
+                raise ValueError("drift.multivariate: needs at least two numeric features, how features move"
+                                 f" together is not defined for {sorted(set(covered))}")
+            if self.scale_out.feature_group_size:
+                raise ValueError("drift.multivariate: needs every feature of a row in one task, which feature"
+                                 " groups split; disable one of drift.multivariate and scale_out.feature_group_size")
         if self.compute == "database" and self.applications:
             raise ValueError("applications: user applications receive the interval's rows, which compute: database "
                              "never reads; use compute: memory for this endpoint or remove the applications")

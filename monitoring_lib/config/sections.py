@@ -157,6 +157,28 @@ class FeatureThresholds(_Frozen):
         return v
 
 
+class MultivariateConfig(_Frozen):
+    """Drift in how the numeric features move together: PCA reconstruction error against reference chunks.
+
+    `features`: the numeric features it covers (empty: every numeric feature). `variance_share`: the
+    principal components kept explain at least this share of the reference's standardised variance.
+    `possible_k` / `detected_k`: a window's mean error this many chunk standard deviations from the
+    reference chunks' mean is `possible_drift` / `drift_detected`.
+    """
+
+    enabled: bool = False
+    features: tuple[str, ...] = ()
+    variance_share: float = Field(0.9, gt=0, lt=1)
+    possible_k: float = Field(3.0, gt=0)
+    detected_k: float = Field(4.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MultivariateConfig:
+        if self.detected_k < self.possible_k:
+            raise ValueError(f"'detected_k' ({self.detected_k}) must be >= 'possible_k' ({self.possible_k})")
+        return self
+
+
 class DriftConfig(_Frozen):
     enabled: bool = True
     metrics: tuple[str, ...] = ("tvd", "hellinger", "kld", "psi", "jensen_shannon", "wasserstein", "ks", "chi_square")
@@ -168,6 +190,7 @@ class DriftConfig(_Frozen):
     band_k: float = 3.0
     anomaly_window: int = Field(24, ge=3)
     anomaly_z: float = 3.0
+    multivariate: MultivariateConfig = MultivariateConfig()
 
     @field_validator("metrics")
     @classmethod
@@ -249,6 +272,7 @@ class DynatraceConfig(_Frozen):
         "errors",
         "prediction_mean",
         "model_performance",
+        "reconstruction_error",
     )
     features: tuple[str, ...] = ()
 

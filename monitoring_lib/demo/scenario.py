@@ -72,6 +72,14 @@ class SuddenShift(Phase):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RelationBreak(Phase):
+    """An upstream join pairs rows wrongly: `feature`'s values are shuffled among the phase's rows, so its
+    distribution is unchanged while its relation to every other feature is gone (multivariate drift)."""
+
+    feature: str = "claimed_amount"
+
+
+@dataclass(frozen=True, kw_only=True)
 class QualityIncident(Phase):
     """An upstream bug: the logged rows carry nulls, infinities, impossible values, retried requests
     logged twice, an unknown region code and clock-skewed (negative) latencies."""
@@ -154,9 +162,10 @@ def period(end: datetime, hours: int) -> tuple[datetime, datetime]:
 def default_scenario(hours: int = 36) -> Scenario:
     """The demo story laid out over `hours` (proportionally to the 36-hour original):
 
-    quiet hours 0-9, claims inflation ramping over hours 10-21, older cheaper vehicles from hour 22,
-    a data-quality incident at hour 26 and a latency spike with errors at hour 30; labels land 2-6 hours
-    after each prediction, so the final hours have none yet.
+    quiet hours 0-9 (but for hour 6, where claimed amounts are paired with the wrong claims: each
+    feature's distribution unchanged, their relation broken), claims inflation ramping over hours
+    10-21, older cheaper vehicles from hour 22, a data-quality incident at hour 26 and a latency spike
+    with errors at hour 30; labels land 2-6 hours after each prediction, so the final hours have none yet.
     """
     if hours < MIN_DEFAULT_HOURS:
         raise ValueError(f"the default scenario needs at least {MIN_DEFAULT_HOURS} hours, got {hours}")
@@ -170,9 +179,15 @@ def default_scenario(hours: int = 36) -> Scenario:
     spike = max(at(30), incident + 1)
     if spike >= hours - 1:
         spike, incident = hours - 2, hours - 3
+    # one hour, two quiet hours before the drift: a lone drifted window the retraining policy (2 of the
+    # last 3) never counts with the drift's; a period too short for that has no break
+    relation_break = min(at(6), drift_start - 3)
+    breaks = (RelationBreak(name="mismatched_claims", start_hour=relation_break, hours=1, feature="claimed_amount"),
+              ) if relation_break >= 0 else ()
     return Scenario(
         phases=(
             Quiet(name="quiet", start_hour=0, hours=drift_start),
+            *breaks,
             GradualDrift(
                 name="claims_inflation",
                 start_hour=drift_start,

@@ -20,6 +20,7 @@ from monitoring_lib.demo.scenario import (
     LatencySpike,
     Phase,
     QualityIncident,
+    RelationBreak,
     Scenario,
     SuddenShift,
     period,
@@ -110,6 +111,11 @@ def _shift_population(df: pd.DataFrame, scenario: Scenario, hour: np.ndarray, of
         elif isinstance(phase, SuddenShift):
             for shift in phase.shifts:
                 _apply_shift(df, _covered(hour, phase), shift)
+        elif isinstance(phase, RelationBreak):
+            rows = np.flatnonzero(_covered(hour, phase))
+            # its own stream: the draws of every other phase stay as they were without this one
+            shuffled = np.random.default_rng([phase.start_hour, len(rows)]).permutation(rows)
+            df.loc[rows, phase.feature] = df[phase.feature].to_numpy()[shuffled]
 
 
 def _service(scenario: Scenario, hour: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

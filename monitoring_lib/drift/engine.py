@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from monitoring_lib.config import EndpointConfig
-from monitoring_lib.drift.profile import ColumnProfile, NumericProfile, ReferenceProfile
+from monitoring_lib.drift.multivariate import MultivariateResult, WindowError, judge
+from monitoring_lib.drift.profile import ColumnProfile, MultivariateProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.drift.registry import MetricResult, get_metric
 from monitoring_lib.drift.summaries import ColumnSummary
 from monitoring_lib.drift.tiers import (
@@ -23,6 +24,7 @@ from monitoring_lib.drift.tiers import (
     FeatureScore,
     endpoint_verdict,
     feature_thresholds,
+    worst,
 )
 from monitoring_lib.errors import MonitoringError, ProfileNotFittedError
 
@@ -40,6 +42,7 @@ class DriftResult:
     reasons: list[str] = field(default_factory=list)
     drifted_features: list[str] = field(default_factory=list)
     feature_stats_rows: list[dict[str, Any]] = field(default_factory=list)
+    multivariate: MultivariateResult | None = None
 
 
 def metric_context(col: ColumnProfile) -> dict[str, object]:
@@ -108,9 +111,12 @@ def _stats_rows(s: ColumnSummary, col: ColumnProfile, band_k: float) -> list[dic
 
 
 def compute_drift(
-    summaries: dict[str, ColumnSummary], profile: ReferenceProfile, cfg: EndpointConfig
+    summaries: dict[str, ColumnSummary], profile: ReferenceProfile, cfg: EndpointConfig,
+    multivariate_error: WindowError | None = None,
 ) -> DriftResult:
-    """Per-feature metrics and tiers, summary metrics and the endpoint status for one interval."""
+    """Per-feature metrics and tiers, summary metrics and the endpoint status for one interval.
+
+    `multivariate_error`: the window's reconstruction error for `drift.multivariate`."""
     check_profile(profile, cfg)
     deciding = cfg.drift.feature.metric
     metrics = list(dict.fromkeys((*cfg.drift.metrics, deciding)))
@@ -160,14 +166,51 @@ def compute_drift(
     pred = _prediction_column(summaries, profile, cfg)
     if pred is not None:
         stats_rows += _stats_rows(summaries[pred.name], pred, cfg.drift.band_k)
+    status, reasons = verdict.status, verdict.reasons
+    multivariate, note = _multivariate(profile, cfg, multivariate_error)
+    if multivariate is not None and multivariate.value is not None:
+        summary_values["reconstruction_error"] = multivariate.value
+        summary_values["reconstruction_error_lower"] = multivariate.lower_detected
+        summary_values["reconstruction_error_upper"] = multivariate.upper_detected
+        # the documented rule: the endpoint's status is the worse of the univariate verdict and this tier
+        status = worst((status, multivariate.status))
+    if note:
+        reasons = [note, *reasons]
     return DriftResult(
         feature_rows=feature_rows,
         summary={k: v for k, v in summary_values.items() if _num(v) is not None},  # type: ignore[misc]
-        status=verdict.status,
-        reasons=verdict.reasons,
+        status=status,
+        reasons=reasons,
         drifted_features=verdict.drifted_features,
         feature_stats_rows=stats_rows,
+        multivariate=multivariate,
     )
+
+
+def multivariate_model(profile: ReferenceProfile | None, cfg: EndpointConfig) -> MultivariateProfile | None:
+    """The fitted model a compute mode computes the window's error for, when `drift.multivariate` applies."""
+    mv = cfg.drift.multivariate
+    if not mv.enabled or profile is None or profile.multivariate is None:
+        return None
+    covered = tuple(mv.features or cfg.source.numeric_features)
+    return profile.multivariate if profile.multivariate.features == covered else None
+
+
+def _multivariate(
+    profile: ReferenceProfile, cfg: EndpointConfig, error: WindowError | None
+) -> tuple[MultivariateResult | None, str | None]:
+    """The multivariate tier and the reason to report (a drift, or why it was not computed)."""
+    mv = cfg.drift.multivariate
+    if not mv.enabled:
+        return None, None
+    model = multivariate_model(profile, cfg)
+    if model is None:
+        return None, ("multivariate drift not computed: the reference profile was fitted without "
+                      "drift.multivariate or for other features; refit it (mlmon fit-reference)")
+    if error is None:
+        return None, "multivariate drift not computed for this window"
+    result = judge(model, error, mv.possible_k, mv.detected_k)
+    return result, result.reason()
 
 
 def _prediction_column(

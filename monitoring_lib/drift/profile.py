@@ -66,6 +66,38 @@ ColumnProfile = NumericProfile | CategoricalProfile
 
 
 @dataclass(frozen=True)
+class MultivariateProfile:
+    """The fitted standardisation, principal components and chunk errors (stored in the reference profile)."""
+
+    features: tuple[str, ...]
+    centre: tuple[float, ...]  # per feature: the median z is taken from; `scale` the IQR in std units
+    scale: tuple[float, ...]
+    components: tuple[tuple[float, ...], ...]  # the k kept eigenvectors (each of len(features)), orthonormal
+    residual: tuple[tuple[float, ...], ...]  # the p - k eigenvectors left out
+    explained_share: float
+    chunk_errors: tuple[float, ...]
+    chunk_rows: int
+
+    @property
+    def error_mean(self) -> float:
+        return float(np.mean(self.chunk_errors))
+
+    @property
+    def error_std(self) -> float:
+        return float(np.std(self.chunk_errors, ddof=1)) if len(self.chunk_errors) > 1 else 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MultivariateProfile:
+        return cls(
+            features=tuple(d["features"]), centre=tuple(map(float, d["centre"])), scale=tuple(map(float, d["scale"])),
+            components=tuple(tuple(map(float, c)) for c in d["components"]),
+            residual=tuple(tuple(map(float, c)) for c in d["residual"]),
+            explained_share=float(d["explained_share"]), chunk_errors=tuple(map(float, d["chunk_errors"])),
+            chunk_rows=int(d["chunk_rows"]),
+        )
+
+
+@dataclass(frozen=True)
 class ReferenceProfile:
     endpoint_id: str
     model_version: str
@@ -80,6 +112,8 @@ class ReferenceProfile:
     calibration: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     # name -> fraction of nulls in the reference, used by quality's `mostly`
     null_rates: dict[str, float] = field(default_factory=dict)
+    # PCA of the standardised numeric features, when `drift.multivariate` was enabled at fit time
+    multivariate: MultivariateProfile | None = None
 
     def column(self, name: str) -> ColumnProfile:
         if name in self.features:
@@ -118,4 +152,6 @@ class ReferenceProfile:
             source=data.get("source", ""),
             calibration=data.get("calibration", {}),
             null_rates=data.get("null_rates", {}),
+            multivariate=(MultivariateProfile.from_dict(data["multivariate"]) if data.get("multivariate")
+                          else None),
         )

@@ -80,6 +80,8 @@ METRIC_TABLE: tuple[MetricDef, ...] = (
     MetricDef("errors", "errors.count", "count", BASE_DIMENSIONS,
               "operational_metrics.errors summed over the window's buckets"),
     MetricDef("prediction_mean", "prediction.mean", "gauge", BASE_DIMENSIONS, "drift_summary.prediction_mean"),
+    MetricDef("reconstruction_error", "drift.multivariate.reconstruction_error", "gauge", BASE_DIMENSIONS,
+              "drift_summary.reconstruction_error: mean PCA reconstruction error, with drift.multivariate"),
     MetricDef("model_performance", "performance.{metric}", "gauge", BASE_DIMENSIONS,
               "model_performance rows of segment 'all' of the latest labelled window, one key per metric name,"
               " stamped with the end of the run's window (labels land after the window's own lines are sent)"),
@@ -87,7 +89,8 @@ METRIC_TABLE: tuple[MetricDef, ...] = (
 METRICS_BY_NAME: dict[str, MetricDef] = {m.name: m for m in METRIC_TABLE}
 
 # drift_summary rows pushed as they are: config name == drift_summary.metric
-_DRIFT_SUMMARY_METRICS = ("general_drift", "tvd_mean", "hellinger_mean", "kld_mean", "prediction_mean")
+_DRIFT_SUMMARY_METRICS = ("general_drift", "tvd_mean", "hellinger_mean", "kld_mean", "prediction_mean",
+                          "reconstruction_error")
 
 
 @dataclass(frozen=True)

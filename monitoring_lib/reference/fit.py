@@ -5,6 +5,7 @@ plus two open outer bins, so later values beyond that range are counted rather t
 outlier in the training data would otherwise stretch the bins until the bulk of the data sits in one.
 Categorical columns keep their category frequencies plus an unseen bucket. Calibration measures
 how much each metric moves between chunks of the reference itself, which calibrated thresholds build on.
+With `drift.multivariate`, the profile also holds the PCA of the standardised numeric features.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+from monitoring_lib.compute.memory.multivariate import feature_matrix
 from monitoring_lib.compute.memory.summaries import category_counts, summarise_frame
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.engine import column_metric
+from monitoring_lib.drift.multivariate import fit_multivariate
 from monitoring_lib.drift.profile import (
     QUANTILES,
     CategoricalProfile,
@@ -194,4 +197,10 @@ def fit_reference(
         source=source,
         null_rates=null_rates,
     )
-    return replace(profile, calibration=calibrate(df, profile, cfg))
+    multivariate = None
+    mv = cfg.drift.multivariate
+    if mv.enabled:
+        covered = mv.features or src.numeric_features
+        multivariate = fit_multivariate(feature_matrix(df, tuple(covered)), tuple(covered), mv.variance_share,
+                                        cfg.drift.feature.calibration_chunks)
+    return replace(profile, calibration=calibrate(df, profile, cfg), multivariate=multivariate)

@@ -291,6 +291,8 @@ def seed(conn: psycopg.Connection) -> None:
                 "general_drift": general, "drifted_feature_count": float(i // 2),
                 "prediction_mean": 2500 + 100 * i, "training_prediction_mean": 2500.0,
                 "prediction_mean_shift": 0.04 * i, "prediction_hellinger": shift, "prediction_tvd": shift,
+                "reconstruction_error": 0.1 + shift, "reconstruction_error_lower": 0.08,
+                "reconstruction_error_upper": 0.12,
             }
             drift += [(endpoint, ws, we, m, v, status, dq_state, Jsonb({})) for m, v in summary.items()]
             for f_index, feature in enumerate(NUMERIC + CATEGORICAL):
@@ -473,6 +475,11 @@ def test_key_panels_show_the_seeded_values(readonly: psycopg.Connection):
 
     drift = panel_result("mlmon-details", "Overall drift analysis", endpoint=ENDPOINT_A)
     assert drift[0]["TVD (mean)"] == pytest.approx(0.25) and drift[0]["KLD (sum)"] == pytest.approx(1.5)
+    multivariate = panel_result("mlmon-details", "Multivariate drift", endpoint=ENDPOINT_A)
+    assert len(multivariate) == 18 and {r["metric"] for r in multivariate} == {
+        "reconstruction error", "upper band (drift_detected)", "lower band (drift_detected)"}
+    last = [r["value"] for r in multivariate if r["metric"] == "reconstruction error"][-1]
+    assert last == pytest.approx(0.1 + 0.05 * 5)
     features = panel_result("mlmon-details", "Features analysis", endpoint=ENDPOINT_A)
     assert [r["Feature"] for r in features] == ["claimed_amount", "vehicle_age", "region"]
     top = features[0]

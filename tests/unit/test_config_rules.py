@@ -146,3 +146,20 @@ def test_airflow_parses_the_valid_endpoints_and_names_the_rest(tmp_path):
     assert "b-broken.yaml: schedule.interval" in error
     assert f"{directory / 'c-twin.yaml'}: endpoint_id: 'twin' is already defined in the older file " \
            f"{directory / 'd-twin.yaml'}, which is kept" in error
+
+
+@pytest.mark.parametrize(("changes", "said"), [
+    ({"drift": {"multivariate": {"enabled": True, "features": ["claimed_amount", "region"]}}},
+     "drift.multivariate.features: not a configured numeric feature: ['region']"),
+    ({"drift": {"multivariate": {"enabled": True, "features": ["claimed_amount"]}}},
+     "drift.multivariate: needs at least two numeric features"),
+    ({"drift": {"multivariate": {"enabled": True}}, "scale_out": {"feature_group_size": 2}},
+     "drift.multivariate: needs every feature of a row in one task"),
+    ({"drift": {"multivariate": {"enabled": True, "possible_k": 4, "detected_k": 3}}},
+     "'detected_k' (3.0) must be >= 'possible_k' (4.0)"),
+])
+def test_multivariate_drift_settings_that_cannot_work_are_refused(tmp_path, changes, said):
+    path = write_config(tmp_path, **changes)
+    with pytest.raises(ConfigError) as err:
+        load_endpoint_config(path)
+    assert said in str(err.value) and str(path) in str(err.value)

@@ -13,6 +13,7 @@ from datetime import datetime
 from monitoring_lib.compute.database.aggregates import AggregatePlan
 from monitoring_lib.compute.database.bad_rows import BadRowsPlan
 from monitoring_lib.compute.database.kpis import KpiPlan
+from monitoring_lib.compute.database.multivariate import error_in_database
 from monitoring_lib.compute.database.quality import QualityPlan
 from monitoring_lib.compute.database.scan import summaries_in_database
 from monitoring_lib.compute.database.snapshot import beside, window_snapshot
@@ -24,7 +25,7 @@ from monitoring_lib.compute.window_results import (
 )
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
-from monitoring_lib.drift.engine import compute_drift
+from monitoring_lib.drift.engine import compute_drift, multivariate_model
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.sql_common import query_errors
 
@@ -37,13 +38,20 @@ def compute_in_database(
         plan = AggregatePlan(cfg, start, end)
         bad_rows, kpis = BadRowsPlan(cfg, types, plan), KpiPlan(cfg, types, plan)
         quality_plan = QualityPlan(cfg, profile, types, plan, now=now) if cfg.quality.enabled else None
+        model = multivariate_model(profile, cfg)
         with stage("summaries"), beside(conn, url) as side:
             with query_errors(cfg.endpoint_id, "bad-row query"):
                 repeated = side.submit(bad_rows.repeated_ids)
+            with query_errors(cfg.endpoint_id, "multivariate drift query"):
+                # its own scan, beside the counts scan as the memory mode's drift runs beside the checks
+                error = (side.submit(lambda c: error_in_database(c, cfg, model, types, start, end))
+                         if model is not None else None)
             pushed = summaries_in_database(conn, cfg, profile, start, end, cfg.drift.band_k, non_finite_as_null=True,
                                            plan=plan, beside=side)
             with query_errors(cfg.endpoint_id, "bad-row query"):
                 repeated_ids = repeated.result()
+            with query_errors(cfg.endpoint_id, "multivariate drift query"):
+                multivariate_error = error.result() if error is not None else None
         with stage("bad_rows"):
             bad, duplicates = bad_rows.report(conn, repeated_ids)
         if not bad.rows:
@@ -56,7 +64,7 @@ def compute_in_database(
         drift = None
         if drift_status is None:
             with stage("drift"):
-                drift = compute_drift(pushed.summaries, profile, cfg)  # type: ignore[arg-type]
+                drift = compute_drift(pushed.summaries, profile, cfg, multivariate_error)  # type: ignore[arg-type]
             drift_status = drift.status
         with stage("applications"):
             apps = kpis.results(conn)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.engine import DriftResult, check_profile, compute_drift, prediction_columns
+from monitoring_lib.drift.multivariate import WindowError
 from monitoring_lib.drift.profile import (
     QUANTILES,
     CategoricalProfile,
@@ -137,8 +138,9 @@ def summarise_frame(
         return {name: summary for (name, _), summary in zip(wanted, done, strict=True)}
 
 
-def summarise_and_compute(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig) -> DriftResult:
+def summarise_and_compute(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig,
+                          multivariate: WindowError | None = None) -> DriftResult:
     """Summarise the interval's features and prediction in memory, then compute drift."""
     check_profile(profile, cfg)
     columns = [*cfg.source.features, *prediction_columns(profile, cfg)]
-    return compute_drift(summarise_frame(df, profile, columns, cfg.drift.band_k), profile, cfg)
+    return compute_drift(summarise_frame(df, profile, columns, cfg.drift.band_k), profile, cfg, multivariate)

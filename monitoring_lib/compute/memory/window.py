@@ -15,6 +15,7 @@ import pandas as pd
 from monitoring_lib.applications import kpi_only_columns, kpi_reads_type, run_user_applications
 from monitoring_lib.compute.memory.bad_rows import BadRowReport, categorical_prediction, normalise_frame
 from monitoring_lib.compute.memory.kpis import compute_kpis
+from monitoring_lib.compute.memory.multivariate import frame_error
 from monitoring_lib.compute.memory.operational import bucket_metrics
 from monitoring_lib.compute.memory.quality import run_quality
 from monitoring_lib.compute.memory.summaries import summarise_and_compute, summarise_frame
@@ -26,7 +27,7 @@ from monitoring_lib.compute.window_results import (
 )
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
-from monitoring_lib.drift.engine import DriftResult, compute_drift, prediction_columns
+from monitoring_lib.drift.engine import DriftResult, compute_drift, multivariate_model, prediction_columns
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.drift.summaries import ColumnSummary
 from monitoring_lib.quality.results import QualityOutcome
@@ -126,7 +127,9 @@ def _drift(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig, sta
            known: Mapping[str, ColumnSummary] | None) -> DriftResult:
     """The frame's drift columns summarised, merged with the `known` summaries, compared with the profile."""
     with stage("drift"):
+        model = multivariate_model(profile, cfg)
+        error = frame_error(df, model) if model is not None else None
         if known is None:
-            return summarise_and_compute(df, profile, cfg)
+            return summarise_and_compute(df, profile, cfg, error)
         own = summarise_frame(df, profile, prediction_columns(profile, cfg), cfg.drift.band_k)
-        return compute_drift({**known, **own}, profile, cfg)
+        return compute_drift({**known, **own}, profile, cfg, error)
