@@ -97,14 +97,14 @@ def create_source(
 
 
 def make_config(table: str, compute: str = "memory", group_size: int | None = None,
-                multivariate: bool = False) -> Any:
+                multivariate: bool = False, domain: bool = False) -> Any:
     from monitoring_lib.config import EndpointConfig
 
     return EndpointConfig.model_validate({
         "endpoint_id": ENDPOINT,
         "compute": compute,
         "scale_out": {"feature_group_size": group_size},
-        "drift": {"multivariate": {"enabled": multivariate}},
+        "drift": {"multivariate": {"enabled": multivariate}, "domain_classifier": {"enabled": domain}},
         "project": "bench",
         "model": {"name": "claims_model", "version": "1", "class": "sklearn.ensemble.HistGradientBoostingRegressor"},
         "source": {"table": f"{SCHEMA}.{table}", "timestamp_column": "ts", "request_id_column": "request_id",
@@ -186,6 +186,40 @@ def pushdown_child(url: str, configs: list[Any]) -> dict:
     return out
 
 
+def fastest_pair(url: str, off: Any, on: Any, rounds: int) -> tuple[float, float, Any]:
+    """Runs without and with a setting, alternating, so both see the same load; the fastest of each."""
+    from monitoring_lib.runner import run_interval
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    report = None
+    for _ in range(rounds):
+        for enabled, cfg in ((False, off), (True, on)):
+            began = time.perf_counter()
+            result = run_interval(url, cfg, WINDOW_START, WINDOW_END)
+            times[enabled].append(time.perf_counter() - began)
+            report = result if enabled else report
+    return min(times[False]), min(times[True]), report
+
+
+def domain_child(url: str, memory_off: Any, memory_cfg: Any, database_off: Any, database_cfg: Any,
+                 rounds: int = 3) -> dict:
+    """The interval with `drift.domain_classifier` on and off in both modes, and its sample and fit alone."""
+    import great_expectations  # noqa: F401
+
+    from monitoring_lib.compute.domain import window_domain
+    from monitoring_lib.results.profiles import load_active_profile
+
+    memory_off_s, memory_s, report = fastest_pair(url, memory_off, memory_cfg, rounds)
+    database_off_s, database_s, _ = fastest_pair(url, database_off, database_cfg, rounds)
+    with psycopg.connect(url) as conn:
+        profile = load_active_profile(conn, ENDPOINT, "1")
+    began = time.perf_counter()
+    verdict = window_domain(url, memory_cfg, profile, WINDOW_START, WINDOW_END)  # type: ignore[arg-type]
+    return {"memory_s": memory_s, "memory_off_s": memory_off_s, "database_s": database_s,
+            "database_off_s": database_off_s, "alone_s": time.perf_counter() - began, "auc": verdict.value,
+            "sample_rows": verdict.window_rows, "drift_status": report.drift_status}
+
+
 def multivariate_child(url: str, memory_off: Any, memory_cfg: Any, database_off: Any, database_cfg: Any,
                        rounds: int = 3) -> dict:
     """The interval with `drift.multivariate` on, in both modes, and the error it adds on its own.
@@ -198,24 +232,11 @@ def multivariate_child(url: str, memory_off: Any, memory_cfg: Any, database_off:
     from monitoring_lib.compute.database.multivariate import error_in_database
     from monitoring_lib.compute.memory.multivariate import frame_error
     from monitoring_lib.results.profiles import load_active_profile
-    from monitoring_lib.runner import run_interval
     from monitoring_lib.source import describe_source, read_window
 
-    def fastest_pair(off: Any, on: Any) -> tuple[float, float, Any]:
-        """Runs without and with, alternating, so both see the same load; the fastest of each."""
-        times: dict[bool, list[float]] = {False: [], True: []}
-        report = None
-        for _ in range(rounds):
-            for enabled, cfg in ((False, off), (True, on)):
-                began = time.perf_counter()
-                result = run_interval(url, cfg, WINDOW_START, WINDOW_END)
-                times[enabled].append(time.perf_counter() - began)
-                report = result if enabled else report
-        return min(times[False]), min(times[True]), report
-
-    memory_off_s, memory_s, memory_report = fastest_pair(memory_off, memory_cfg)
+    memory_off_s, memory_s, memory_report = fastest_pair(url, memory_off, memory_cfg, rounds)
     memory_rss = peak_rss_mb()
-    database_off_s, database_s, _ = fastest_pair(database_off, database_cfg)
+    database_off_s, database_s, _ = fastest_pair(url, database_off, database_cfg, rounds)
     with psycopg.connect(url) as conn:
         model = load_active_profile(conn, ENDPOINT, "1").multivariate  # type: ignore[union-attr]
         types = describe_source(conn, database_cfg.source)
@@ -404,7 +425,8 @@ def prepare(url: str, args: argparse.Namespace) -> dict[str, float]:
                                                       - timedelta(days=7), drift=False, key=args.primary_key)
         setup["generate_interval_s"] = create_source(conn, "interval", args.rows, WINDOW_START, drift=True,
                                                      key=args.primary_key)
-        cfg = make_config("reference", multivariate=True)  # the profile holds the model; runs choose to use it
+        # the profile holds the PCA and the sample; each run's config chooses whether to use them
+        cfg = make_config("reference", multivariate=True, domain=True)
         began = time.perf_counter()
         ref: pd.DataFrame = read_window(url, cfg, WINDOW_START - timedelta(days=7),
                                         WINDOW_START - timedelta(days=6))
@@ -448,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         print("running the interval with drift.multivariate on, in both modes (child process) ...", flush=True)
         mv = _in_child(multivariate_child, url, cfg, make_config("interval", multivariate=True),
                        configs[0], make_config("interval", compute="database", multivariate=True))
+        print("running the interval with drift.domain_classifier on, in both modes (child process) ...", flush=True)
+        dc = _in_child(domain_child, url, cfg, make_config("interval", domain=True),
+                       configs[0], make_config("interval", compute="database", domain=True))
         print(f"running the interval split into feature groups of {args.group_size} (one child each) ...", flush=True)
         grouped_cfg = make_config("interval", group_size=args.group_size)
         groups = [_in_child(group_child, url, grouped_cfg, g) for g in range(len(grouped_cfg.feature_groups()))]
@@ -497,6 +522,15 @@ def main(argv: list[str] | None = None) -> int:
         "multivariate_error_database_s": round(mv["error_database_s"], 3),
         "multivariate_features": mv["features"],
         "multivariate_components": mv["components"],
+        "domain_memory_s": round(dc["memory_s"], 3),
+        "domain_memory_off_s": round(dc["memory_off_s"], 3),
+        "domain_memory_extra_pct": round(100 * (dc["memory_s"] / dc["memory_off_s"] - 1), 1),
+        "domain_database_s": round(dc["database_s"], 3),
+        "domain_database_off_s": round(dc["database_off_s"], 3),
+        "domain_database_extra_pct": round(100 * (dc["database_s"] / dc["database_off_s"] - 1), 1),
+        "domain_alone_s": round(dc["alone_s"], 3),
+        "domain_sample_rows": dc["sample_rows"],
+        "domain_auc": round(dc["auc"], 4) if dc["auc"] is not None else None,
         "feature_groups": len(groups),
         "group_max_s": round(max(g["seconds"] for g in groups), 3),
         "group_max_peak_rss_mb": max(g["peak_rss_mb"] for g in groups),
@@ -552,6 +586,11 @@ def report(r: dict) -> None:
          f" database {r['multivariate_database_s']:.2f} s against {r['multivariate_database_off_s']:.2f} s"
          f" ({r['multivariate_database_extra_pct']:+.1f}%, its scan"
          f" {r['multivariate_error_database_s']:.2f} s)"),
+        (f"domain classifier ({r['domain_sample_rows']:,} rows a side, AUC {r['domain_auc']})",
+         f"in memory {r['domain_memory_s']:.2f} s against {r['domain_memory_off_s']:.2f} s"
+         f" ({r['domain_memory_extra_pct']:+.1f}%); database {r['domain_database_s']:.2f} s against"
+         f" {r['domain_database_off_s']:.2f} s ({r['domain_database_extra_pct']:+.1f}%); sample and fit alone"
+         f" {r['domain_alone_s']:.2f} s"),
         (f"feature groups ({r['feature_groups']} mapped tasks)",
          f"slowest group {r['group_max_s']:.2f} s, peak RSS {r['group_max_peak_rss_mb']:.0f} MB, "
          f"XCom {r['group_max_xcom_kb']:.0f} KB"),

@@ -68,6 +68,30 @@ def read_window(
     return _text_storage(table).to_pandas(split_blocks=True, self_destruct=True)
 
 
+def sample_window(url: str, cfg: EndpointConfig, start: datetime, end: datetime, columns: list[str],
+                  rows: int) -> pd.DataFrame:
+    """At most `rows` of the window's rows, the same ones on every read of the same window.
+
+    The order is a hash of the request id (then the id and the timestamp, for repeated ids), so the
+    sample is spread over the window and both compute modes classify the same rows; the server keeps
+    only the top `rows` while it scans, and no more than that reaches the client.
+    """
+    src = cfg.source
+    order = sql.SQL(" ORDER BY hashtextextended({rid}::text, 0), {rid}::text, {ts} LIMIT {n}").format(
+        rid=sql.Identifier(src.request_id_column), ts=sql.Identifier(src.timestamp_column), n=sql.Literal(rows))
+    try:
+        with adbc.connect(url) as aconn, aconn.cursor() as cur:
+            numeric = _numbers_stored_as_numeric(cur, cfg, columns)
+            query = sql.Composed([window_query(cfg, columns, as_float=numeric), order])
+            cur.execute(query.as_string(), (start, end))
+            table = cur.fetch_arrow_table()
+    except adbc.OperationalError as exc:
+        raise DatabaseUnavailableError(f"sampling {cfg.endpoint_id}'s source failed: {exc}") from exc
+    except adbc.ProgrammingError as exc:
+        raise SourceError(f"{cfg.endpoint_id}: source sample query failed: {str(exc).splitlines()[0]}") from exc
+    return _text_storage(table).to_pandas()
+
+
 def _text_storage(table: pa.Table) -> pa.Table:
     """Extension columns stored as text (PostgreSQL `numeric`, `json`) as that text.
 

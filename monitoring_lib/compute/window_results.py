@@ -87,4 +87,8 @@ def drift_app_results(drift: DriftResult, feature_metric: str) -> list[AppResult
     if mv is not None and mv.value is not None:
         results.append(AppResult("drift", "multivariate", "multivariate_drift", mv.status or "unknown", mv.value,
                                  mv.details()))
+    dc = drift.domain
+    if dc is not None and dc.value is not None:
+        results.append(AppResult("drift", "domain_classifier", "domain_classifier_drift", dc.status or "unknown",
+                                 dc.value, dc.details()))
     return results

@@ -76,9 +76,6 @@ class EndpointConfig(_Frozen):
             if len(set(covered)) < 2:
                 raise ValueError("drift.multivariate: needs at least two numeric features, how features move"
                                  f" together is not defined for {sorted(set(covered))}")
-            if self.scale_out.feature_group_size:
-                raise ValueError("drift.multivariate: needs every feature of a row in one task, which feature"
-                                 " groups split; disable one of drift.multivariate and scale_out.feature_group_size")
         if self.compute == "database" and self.applications:
             raise ValueError("applications: user applications receive the interval's rows, which compute: database "
                              "never reads; use compute: memory for this endpoint or remove the applications")

@@ -179,6 +179,25 @@ class MultivariateConfig(_Frozen):
         return self
 
 
+class DomainClassifierConfig(_Frozen):
+    """Drift as separability: the cross-validated ROC AUC of a classifier telling a bounded sample of the
+    window's rows from one of the reference's (0.5: indistinguishable). `sample_rows` per side; a window
+    with fewer than `min_rows` rows is not judged (the AUC's noise grows as the sample shrinks)."""
+
+    enabled: bool = False
+    sample_rows: int = Field(5000, ge=100, le=100_000)
+    min_rows: int = Field(500, ge=50)
+    possible: float = Field(0.55, gt=0.5, le=1)
+    detected: float = Field(0.6, gt=0.5, le=1)
+    folds: int = Field(3, ge=2, le=10)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DomainClassifierConfig:
+        if self.detected < self.possible:
+            raise ValueError(f"'detected' ({self.detected}) must be >= 'possible' ({self.possible})")
+        return self
+
+
 class DriftConfig(_Frozen):
     enabled: bool = True
     metrics: tuple[str, ...] = ("tvd", "hellinger", "kld", "psi", "jensen_shannon", "wasserstein", "ks", "chi_square")
@@ -191,6 +210,7 @@ class DriftConfig(_Frozen):
     anomaly_window: int = Field(24, ge=3)
     anomaly_z: float = 3.0
     multivariate: MultivariateConfig = MultivariateConfig()
+    domain_classifier: DomainClassifierConfig = DomainClassifierConfig()
 
     @field_validator("metrics")
     @classmethod
@@ -273,6 +293,7 @@ class DynatraceConfig(_Frozen):
         "prediction_mean",
         "model_performance",
         "reconstruction_error",
+        "domain_classifier_auc",
     )
     features: tuple[str, ...] = ()
 

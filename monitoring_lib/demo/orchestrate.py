@@ -27,6 +27,7 @@ from monitoring_lib.dynatrace.client import client_from_env
 from monitoring_lib.dynatrace.command import configured, export_pending
 from monitoring_lib.dynatrace.push import push_pending
 from monitoring_lib.reference import fit_and_store, read_training_data
+from monitoring_lib.results.window import multivariate_only_windows
 from monitoring_lib.schedule import windows
 from monitoring_lib.status import render_status
 
@@ -155,6 +156,10 @@ def render_report(conn: psycopg.Connection, events: list[dict]) -> str:
         " AND metric = 'hellinger' GROUP BY feature ORDER BY 2 DESC", (ENDPOINT_ID,)).fetchall()
     out.append("Drifted features (windows with drift_detected): "
                + (", ".join(f"{f} ({n})" for f, n in drifted) or "none"))
+    together = multivariate_only_windows(conn, ENDPOINT_ID)
+    out.append("Multivariate drift with no feature drifted on its own (features unchanged one by one, no longer"
+               " together): " + (", ".join(f"window ending {end:%Y-%m-%d %H:%M} (reconstruction error {error:.3g},"
+                                           f" band up to {upper:.3g})" for end, error, upper in together) or "none"))
     for row in conn.execute(
             "SELECT window_end, event_type, outcome, reasons, model_version_before, model_version_after"
             " FROM monitoring.retraining_events WHERE endpoint_id = %s AND (triggered OR event_type = 'training')"

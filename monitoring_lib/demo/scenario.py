@@ -179,11 +179,11 @@ def default_scenario(hours: int = 36) -> Scenario:
     spike = max(at(30), incident + 1)
     if spike >= hours - 1:
         spike, incident = hours - 2, hours - 3
-    # one hour, two quiet hours before the drift: a lone drifted window the retraining policy (2 of the
-    # last 3) never counts with the drift's; a period too short for that has no break
+    # one hour, after a quiet one and two quiet hours before the drift: a lone drifted window the
+    # retraining policy (2 of the last 3) never counts with the drift's; a shorter period has no break
     relation_break = min(at(6), drift_start - 3)
     breaks = (RelationBreak(name="mismatched_claims", start_hour=relation_break, hours=1, feature="claimed_amount"),
-              ) if relation_break >= 0 else ()
+              ) if relation_break >= 1 else ()
     return Scenario(
         phases=(
             Quiet(name="quiet", start_hour=0, hours=drift_start),

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.domain import DomainResult
 from monitoring_lib.drift.multivariate import MultivariateResult, WindowError, judge
 from monitoring_lib.drift.profile import ColumnProfile, MultivariateProfile, NumericProfile, ReferenceProfile
 from monitoring_lib.drift.registry import MetricResult, get_metric
@@ -43,6 +44,7 @@ class DriftResult:
     drifted_features: list[str] = field(default_factory=list)
     feature_stats_rows: list[dict[str, Any]] = field(default_factory=list)
     multivariate: MultivariateResult | None = None
+    domain: DomainResult | None = None
 
 
 def metric_context(col: ColumnProfile) -> dict[str, object]:
@@ -112,11 +114,12 @@ def _stats_rows(s: ColumnSummary, col: ColumnProfile, band_k: float) -> list[dic
 
 def compute_drift(
     summaries: dict[str, ColumnSummary], profile: ReferenceProfile, cfg: EndpointConfig,
-    multivariate_error: WindowError | None = None,
+    multivariate_error: WindowError | None = None, domain: DomainResult | None = None,
 ) -> DriftResult:
     """Per-feature metrics and tiers, summary metrics and the endpoint status for one interval.
 
-    `multivariate_error`: the window's reconstruction error for `drift.multivariate`."""
+    `multivariate_error`: the window's reconstruction error for `drift.multivariate`; `domain`: the
+    domain classifier's verdict for `drift.domain_classifier`."""
     check_profile(profile, cfg)
     deciding = cfg.drift.feature.metric
     metrics = list(dict.fromkeys((*cfg.drift.metrics, deciding)))
@@ -176,6 +179,12 @@ def compute_drift(
         status = worst((status, multivariate.status))
     if note:
         reasons = [note, *reasons]
+    domain_note = _domain_note(profile, cfg, domain)
+    if domain is not None and domain.value is not None:
+        summary_values["domain_classifier_auc"] = domain.value
+        status = worst((status, domain.status))  # the same rule as the multivariate tier
+    if domain_note:
+        reasons = [domain_note, *reasons]
     return DriftResult(
         feature_rows=feature_rows,
         summary={k: v for k, v in summary_values.items() if _num(v) is not None},  # type: ignore[misc]
@@ -184,6 +193,7 @@ def compute_drift(
         drifted_features=verdict.drifted_features,
         feature_stats_rows=stats_rows,
         multivariate=multivariate,
+        domain=domain if domain is not None and domain.value is not None else None,
     )
 
 
@@ -211,6 +221,21 @@ def _multivariate(
         return None, "multivariate drift not computed for this window"
     result = judge(model, error, mv.possible_k, mv.detected_k)
     return result, result.reason()
+
+
+def _domain_note(profile: ReferenceProfile, cfg: EndpointConfig, domain: DomainResult | None) -> str | None:
+    dc = cfg.drift.domain_classifier
+    if not dc.enabled:
+        return None
+    if domain is None:
+        if profile.reference_sample is None or set(profile.reference_sample) != set(cfg.source.features):
+            return ("domain classifier not computed: the reference profile holds no sample of the configured"
+                    " features; refit it (mlmon fit-reference)")
+        return "domain classifier not computed for this window"
+    if domain.value is None:
+        return (f"domain classifier not judged: {min(domain.window_rows, domain.reference_rows)} rows in a sample,"
+                f" fewer than drift.domain_classifier.min_rows ({dc.min_rows})")
+    return domain.reason()
 
 
 def _prediction_column(

@@ -114,6 +114,8 @@ class ReferenceProfile:
     null_rates: dict[str, float] = field(default_factory=dict)
     # PCA of the standardised numeric features, when `drift.multivariate` was enabled at fit time
     multivariate: MultivariateProfile | None = None
+    # a bounded sample of the reference's feature columns, when `drift.domain_classifier` was enabled
+    reference_sample: dict[str, list[Any]] | None = None
 
     def column(self, name: str) -> ColumnProfile:
         if name in self.features:
@@ -154,4 +156,5 @@ class ReferenceProfile:
             null_rates=data.get("null_rates", {}),
             multivariate=(MultivariateProfile.from_dict(data["multivariate"]) if data.get("multivariate")
                           else None),
+            reference_sample=data.get("reference_sample"),
         )

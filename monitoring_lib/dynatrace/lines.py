@@ -82,6 +82,8 @@ METRIC_TABLE: tuple[MetricDef, ...] = (
     MetricDef("prediction_mean", "prediction.mean", "gauge", BASE_DIMENSIONS, "drift_summary.prediction_mean"),
     MetricDef("reconstruction_error", "drift.multivariate.reconstruction_error", "gauge", BASE_DIMENSIONS,
               "drift_summary.reconstruction_error: mean PCA reconstruction error, with drift.multivariate"),
+    MetricDef("domain_classifier_auc", "drift.domain_classifier.auc", "gauge", BASE_DIMENSIONS,
+              "drift_summary.domain_classifier_auc: the classifier's ROC AUC, with drift.domain_classifier"),
     MetricDef("model_performance", "performance.{metric}", "gauge", BASE_DIMENSIONS,
               "model_performance rows of segment 'all' of the latest labelled window, one key per metric name,"
               " stamped with the end of the run's window (labels land after the window's own lines are sent)"),
@@ -90,7 +92,7 @@ METRICS_BY_NAME: dict[str, MetricDef] = {m.name: m for m in METRIC_TABLE}
 
 # drift_summary rows pushed as they are: config name == drift_summary.metric
 _DRIFT_SUMMARY_METRICS = ("general_drift", "tvd_mean", "hellinger_mean", "kld_mean", "prediction_mean",
-                          "reconstruction_error")
+                          "reconstruction_error", "domain_classifier_auc")
 
 
 @dataclass(frozen=True)

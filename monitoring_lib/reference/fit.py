@@ -20,6 +20,7 @@ from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from monitoring_lib.compute.memory.multivariate import feature_matrix
 from monitoring_lib.compute.memory.summaries import category_counts, summarise_frame
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.domain import reference_sample
 from monitoring_lib.drift.engine import column_metric
 from monitoring_lib.drift.multivariate import fit_multivariate
 from monitoring_lib.drift.profile import (
@@ -203,4 +204,9 @@ def fit_reference(
         covered = mv.features or src.numeric_features
         multivariate = fit_multivariate(feature_matrix(df, tuple(covered)), tuple(covered), mv.variance_share,
                                         cfg.drift.feature.calibration_chunks)
-    return replace(profile, calibration=calibrate(df, profile, cfg), multivariate=multivariate)
+    sample = None
+    if cfg.drift.domain_classifier.enabled:
+        sample = reference_sample(df, list(src.numeric_features), list(src.categorical_features),
+                                  cfg.drift.domain_classifier.sample_rows)
+    return replace(profile, calibration=calibrate(df, profile, cfg), multivariate=multivariate,
+                   reference_sample=sample)

@@ -154,3 +154,22 @@ def stored_operational(
         " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s ORDER BY bucket_start",
         (endpoint_id, start, end),
     ).fetchall()
+
+
+def multivariate_only_windows(conn: psycopg.Connection, endpoint_id: str) -> list[tuple[datetime, float, float]]:
+    """Windows whose multivariate drift was detected while no feature's own drift was: (window end, error,
+    upper bound of the reference band), oldest first. What the per-feature metrics alone would have missed."""
+    return conn.execute(
+        """
+        SELECT a.window_end, a.value, (a.extra->>'upper_detected')::float8
+          FROM monitoring.app_results a
+         WHERE a.endpoint_id = %(e)s AND a.application = 'drift' AND a.metric = 'multivariate'
+           AND a.status = 'drift_detected'
+           AND NOT EXISTS (SELECT 1 FROM monitoring.app_results f
+                            WHERE f.endpoint_id = a.endpoint_id AND f.window_start = a.window_start
+                              AND f.window_end = a.window_end AND f.application = 'drift'
+                              AND f.kind = 'feature_drift' AND f.status = 'drift_detected')
+         ORDER BY a.window_end
+        """,
+        {"e": endpoint_id},
+    ).fetchall()

@@ -130,7 +130,7 @@ def _fill(conn: psycopg.Connection, start: datetime, end: datetime) -> None:
     w = ("ep-1", start, end)
     for metric, value in [("general_drift", 0.61), ("tvd_mean", 0.12), ("hellinger_mean", 0.22),
                           ("kld_mean", 0.05), ("prediction_mean", 812.5),
-                          ("reconstruction_error", 1.9)]:
+                          ("reconstruction_error", 1.9), ("domain_classifier_auc", 0.71)]:
         conn.execute(
             "INSERT INTO monitoring.drift_summary (endpoint_id, window_start, window_end, metric, value,"
             " drift_status) VALUES (%s, %s, %s, %s, %s, 'drift_detected')",

@@ -292,7 +292,7 @@ def seed(conn: psycopg.Connection) -> None:
                 "prediction_mean": 2500 + 100 * i, "training_prediction_mean": 2500.0,
                 "prediction_mean_shift": 0.04 * i, "prediction_hellinger": shift, "prediction_tvd": shift,
                 "reconstruction_error": 0.1 + shift, "reconstruction_error_lower": 0.08,
-                "reconstruction_error_upper": 0.12,
+                "reconstruction_error_upper": 0.12, "domain_classifier_auc": 0.5 + shift,
             }
             drift += [(endpoint, ws, we, m, v, status, dq_state, Jsonb({})) for m, v in summary.items()]
             for f_index, feature in enumerate(NUMERIC + CATEGORICAL):
@@ -480,6 +480,8 @@ def test_key_panels_show_the_seeded_values(readonly: psycopg.Connection):
         "reconstruction error", "upper band (drift_detected)", "lower band (drift_detected)"}
     last = [r["value"] for r in multivariate if r["metric"] == "reconstruction error"][-1]
     assert last == pytest.approx(0.1 + 0.05 * 5)
+    auc = panel_result("mlmon-details", "Domain classifier AUC", endpoint=ENDPOINT_A)
+    assert [r["value"] for r in auc] == pytest.approx([0.5 + 0.05 * i for i in range(6)])
     features = panel_result("mlmon-details", "Features analysis", endpoint=ENDPOINT_A)
     assert [r["Feature"] for r in features] == ["claimed_amount", "vehicle_age", "region"]
     top = features[0]

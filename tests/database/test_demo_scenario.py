@@ -25,6 +25,7 @@ from monitoring_lib.demo.scenario import (
     GradualDrift,
     LatencySpike,
     QualityIncident,
+    RelationBreak,
     SuddenShift,
     default_scenario,
     period,
@@ -117,6 +118,34 @@ def test_gradual_drift_raises_the_claimed_amount(traffic: pd.DataFrame):
     ramped = traffic[traffic["hour"] >= drift.start_hour + drift.ramp_hours]["claimed_amount"]
     ramped = ramped[np.isfinite(ramped) & (ramped > 0)]  # leave the incident's corrupted rows out
     assert ramped.mean() > quiet.mean() + 0.8 * quiet.std()
+
+
+def test_the_relation_break_keeps_the_claimed_amounts_but_pairs_them_with_the_wrong_claims(model: ClaimsModel):
+    scenario = default_scenario(24)
+    broken = scenario.phase("mismatched_claims")
+    assert isinstance(broken, RelationBreak) and broken.hours == 1 and broken.start_hour == 4
+    traffic = generate_inference(scenario, model, end=END, hours=24, rows_per_hour=ROWS, seed=11)
+    without = type(scenario)(phases=tuple(p for p in scenario.phases if p.name != "mismatched_claims"))
+    intact = generate_inference(without, model, end=END, hours=24, rows_per_hour=ROWS, seed=11)
+    start, _ = period(END, 24)
+    hour = ((traffic["ts"] - pd.Timestamp(start)) // pd.Timedelta(hours=1)) == broken.start_hour
+    same_rows = intact.loc[hour.to_numpy()]
+    # the same values, reordered: the marginal is exactly the one the hour would have had
+    assert sorted(traffic.loc[hour, "claimed_amount"]) == sorted(same_rows["claimed_amount"])
+    assert same_rows["claimed_amount"].corr(same_rows["repair_estimate"]) > 0.8
+    assert abs(traffic.loc[hour, "claimed_amount"].corr(traffic.loc[hour, "repair_estimate"])) < 0.3
+    # every other hour and column is untouched
+    other = ~hour.to_numpy()
+    pd.testing.assert_frame_equal(traffic.loc[other, list(INFERENCE_COLUMNS)].reset_index(drop=True),
+                                  intact.loc[other].reset_index(drop=True))
+
+
+def test_a_period_too_short_for_quiet_hours_around_the_break_has_none():
+    assert "mismatched_claims" not in {p.name for p in default_scenario(8).phases}
+    assert "mismatched_claims" not in {p.name for p in default_scenario(HOURS).phases}
+    scenario = default_scenario(36)
+    assert scenario.phase("mismatched_claims").start_hour == 6
+    assert scenario.phase("claims_inflation").start_hour - 6 >= 3
 
 
 def test_sudden_shift_makes_vehicles_older_and_cheaper(traffic: pd.DataFrame):

@@ -11,10 +11,13 @@ import pandas as pd
 import pytest
 
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.demo.seed import TRAINING_TABLE, seed_demo
 from monitoring_lib.dynatrace.lines import build_interval_lines
-from monitoring_lib.reference import fit_and_store
+from monitoring_lib.reference import fit_and_store, read_training_data
+from monitoring_lib.results.window import multivariate_only_windows
 from monitoring_lib.runner import run_interval
-from tests.parity.test_compute_database import assert_same_results, stored
+from tests.database.test_pipeline import END, demo_config
+from tests.parity.test_compute_database import assert_same_results, database_config, stored
 from tests.sources import WINDOW_END, WINDOW_START, create_inference_table, insert_rows, make_config
 
 MULTIVARIATE = {"enabled": True}
@@ -51,9 +54,11 @@ def fitted(conn, db_url):
     return profile
 
 
-def app_row(conn, metric: str) -> tuple:
-    return conn.execute("SELECT status, value, extra FROM monitoring.app_results WHERE metric = %s",
-                        (metric,)).fetchone()
+def app_row(conn, metric: str, window_start=None) -> tuple:
+    """The newest window's row of `metric` (or the one starting at `window_start`)."""
+    return conn.execute("SELECT status, value, extra FROM monitoring.app_results WHERE metric = %s"
+                        " AND (%s::timestamptz IS NULL OR window_start = %s) ORDER BY window_start DESC",
+                        (metric, window_start, window_start)).fetchone()
 
 
 def test_the_profile_holds_the_fitted_components(fitted):
@@ -171,3 +176,28 @@ def test_both_row_error_forms_give_the_memory_modes_error_in_sql(conn, share):
     database = error_in_database(conn, cfg, model, describe_source(conn, cfg.source), WINDOW_START, WINDOW_END)
     assert database.rows == memory.rows == 6000
     assert database.error_sum == pytest.approx(memory.error_sum, rel=1e-9)
+
+
+def test_the_demos_mismatched_claims_hour_is_caught_only_by_the_multivariate_metric(conn, db_url):
+    """A 24-hour demo scenario: hour 4 pairs claimed amounts with the wrong claims; hour 3 is quiet."""
+    seeded = seed_demo(conn, end=END, hours=24, rows_per_hour=400, seed=5, now=END + timedelta(hours=1))
+    conn.commit()
+    training, _ = read_training_data(db_url, table=f"public.{TRAINING_TABLE}")
+    training[demo_config().source.prediction_column] = seeded.model.predict(training)
+    fit_and_store(db_url, demo_config(), frame=training)
+    start = END - timedelta(hours=24)
+    broken = (start + timedelta(hours=4), start + timedelta(hours=5))
+    report = run_interval(db_url, demo_config(), *broken)
+    assert report.drift_status == "drift_detected" and report.dq_state == "passed"
+    detected = conn.execute("SELECT feature FROM monitoring.feature_drift WHERE status = 'drift_detected'"
+                            " AND metric = 'hellinger'").fetchall()
+    assert detected == []
+    [(end, error, upper)] = multivariate_only_windows(conn, "claims-approved-amount")
+    assert end == broken[1] and error > 2 * upper
+    memory = stored(conn)
+    run_interval(db_url, database_config(), *broken)
+    assert_same_results(memory, stored(conn))
+
+    quiet = run_interval(db_url, demo_config(), start + timedelta(hours=3), start + timedelta(hours=4))
+    assert quiet.dq_state == "passed"
+    assert app_row(conn, "multivariate", start + timedelta(hours=3))[0] == "no_drift"

@@ -153,12 +153,22 @@ def test_airflow_parses_the_valid_endpoints_and_names_the_rest(tmp_path):
      "drift.multivariate.features: not a configured numeric feature: ['region']"),
     ({"drift": {"multivariate": {"enabled": True, "features": ["claimed_amount"]}}},
      "drift.multivariate: needs at least two numeric features"),
-    ({"drift": {"multivariate": {"enabled": True}}, "scale_out": {"feature_group_size": 2}},
-     "drift.multivariate: needs every feature of a row in one task"),
     ({"drift": {"multivariate": {"enabled": True, "possible_k": 4, "detected_k": 3}}},
      "'detected_k' (3.0) must be >= 'possible_k' (4.0)"),
 ])
 def test_multivariate_drift_settings_that_cannot_work_are_refused(tmp_path, changes, said):
+    path = write_config(tmp_path, **changes)
+    with pytest.raises(ConfigError) as err:
+        load_endpoint_config(path)
+    assert said in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(("changes", "said"), [
+    ({"drift": {"domain_classifier": {"enabled": True, "possible": 0.7, "detected": 0.6}}},
+     "'detected' (0.6) must be >= 'possible' (0.7)"),
+    ({"drift": {"domain_classifier": {"possible": 0.4}}}, "possible"),
+])
+def test_domain_classifier_settings_that_cannot_work_are_refused(tmp_path, changes, said):
     path = write_config(tmp_path, **changes)
     with pytest.raises(ConfigError) as err:
         load_endpoint_config(path)

@@ -8,6 +8,7 @@ summaries' counts on one core.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from monitoring_lib.compute.database.aggregates import AggregatePlan
@@ -17,6 +18,7 @@ from monitoring_lib.compute.database.multivariate import error_in_database
 from monitoring_lib.compute.database.quality import QualityPlan
 from monitoring_lib.compute.database.scan import summaries_in_database
 from monitoring_lib.compute.database.snapshot import beside, window_snapshot
+from monitoring_lib.compute.domain import domain_wanted, window_domain
 from monitoring_lib.compute.window_results import (
     StageTimer,
     WindowResults,
@@ -39,7 +41,11 @@ def compute_in_database(
         bad_rows, kpis = BadRowsPlan(cfg, types, plan), KpiPlan(cfg, types, plan)
         quality_plan = QualityPlan(cfg, profile, types, plan, now=now) if cfg.quality.enabled else None
         model = multivariate_model(profile, cfg)
-        with stage("summaries"), beside(conn, url) as side:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-domain") as pool, \
+                stage("summaries"), beside(conn, url) as side:
+            # the classifier is Python CPU on a bounded sample: it runs while PostgreSQL scans
+            domain = (pool.submit(window_domain, url, cfg, profile, start, end)  # type: ignore[arg-type]
+                      if domain_wanted(profile, cfg) else None)
             with query_errors(cfg.endpoint_id, "bad-row query"):
                 repeated = side.submit(bad_rows.repeated_ids)
             with query_errors(cfg.endpoint_id, "multivariate drift query"):
@@ -52,6 +58,7 @@ def compute_in_database(
                 repeated_ids = repeated.result()
             with query_errors(cfg.endpoint_id, "multivariate drift query"):
                 multivariate_error = error.result() if error is not None else None
+            verdict = domain.result() if domain is not None else None
         with stage("bad_rows"):
             bad, duplicates = bad_rows.report(conn, repeated_ids)
         if not bad.rows:
@@ -64,7 +71,7 @@ def compute_in_database(
         drift = None
         if drift_status is None:
             with stage("drift"):
-                drift = compute_drift(pushed.summaries, profile, cfg, multivariate_error)  # type: ignore[arg-type]
+                drift = compute_drift(pushed.summaries, profile, cfg, multivariate_error, verdict)  # type: ignore[arg-type]
             drift_status = drift.status
         with stage("applications"):
             apps = kpis.results(conn)

@@ -4,6 +4,8 @@ Each mapped task returns a `GroupPartial` (its features' summaries and checks, s
 this mode reads the columns no group holds, counts the window's distinct bad and failed rows in one
 database snapshot (they span all columns) and hands the merged summaries and quality outcome to the
 memory mode's `frame_results`. Groups that read another state of the window are handled by `_unmerged`.
+Multivariate drift and the domain classifier need whole rows, which no task holds: the first is one
+aggregate in SQL, the second classifies its bounded sample read in SQL, as in the other modes.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ import logging
 from datetime import datetime
 
 from monitoring_lib.compute.database.bad_rows import bad_rows_in_database
+from monitoring_lib.compute.database.multivariate import error_in_database
 from monitoring_lib.compute.database.snapshot import window_snapshot
 from monitoring_lib.compute.database.window import compute_in_database
+from monitoring_lib.compute.domain import domain_wanted, window_domain
 from monitoring_lib.compute.groups import partials
 from monitoring_lib.compute.groups.partials import GroupPartial, core_columns, merged_quality, mismatch
 from monitoring_lib.compute.memory.window import compute_in_memory, frame_results, read_frame
 from monitoring_lib.compute.window_results import StageTimer, WindowResults
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
+from monitoring_lib.drift.engine import multivariate_model
 from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.sql_common import NUMBER_TYPES, query_errors
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +46,23 @@ def compute_with_groups(
         if why is None and len(df) and cfg.quality.enabled:
             with stage("quality"):
                 quality = merged_quality(conn, cfg, profile, source_types, df, groups, start, end, now)
+        error = None
+        model = multivariate_model(profile, cfg)
+        if why is None and len(df) and model is not None and all(
+                source_types.get(f) in NUMBER_TYPES for f in model.features):
+            # no task holds a row's every feature: the error is one aggregate over the window in SQL,
+            # the formula the frame would give (`compute.database.multivariate`)
+            with stage("drift"), query_errors(cfg.endpoint_id, "multivariate drift query"):
+                error = error_in_database(conn, cfg, model, source_types, start, end)
     if why is not None:
         return _unmerged(url, cfg, profile, model_version, start, end, now, stage, why, retry)
     if df.empty:
         return WindowResults(bad=bad)
     stage.timings["feature_groups"] = float(len(groups))
     merged = {name: summary for g in groups for name, summary in g.summaries.items()}
-    return frame_results(df, cfg, profile, start, end, now, stage, bad, types, quality=quality, summaries=merged)
+    domain = (lambda: window_domain(url, cfg, profile, start, end)) if domain_wanted(profile, cfg) else None
+    return frame_results(df, cfg, profile, start, end, now, stage, bad, types, quality=quality, summaries=merged,
+                         domain=domain, multivariate=lambda: error)
 
 
 def _unmerged(

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.drift.domain import DomainResult
 from monitoring_lib.drift.engine import DriftResult, check_profile, compute_drift, prediction_columns
 from monitoring_lib.drift.multivariate import WindowError
 from monitoring_lib.drift.profile import (
@@ -139,8 +140,8 @@ def summarise_frame(
 
 
 def summarise_and_compute(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig,
-                          multivariate: WindowError | None = None) -> DriftResult:
+                          multivariate: WindowError | None = None, domain: DomainResult | None = None) -> DriftResult:
     """Summarise the interval's features and prediction in memory, then compute drift."""
     check_profile(profile, cfg)
     columns = [*cfg.source.features, *prediction_columns(profile, cfg)]
-    return compute_drift(summarise_frame(df, profile, columns, cfg.drift.band_k), profile, cfg, multivariate)
+    return compute_drift(summarise_frame(df, profile, columns, cfg.drift.band_k), profile, cfg, multivariate, domain)

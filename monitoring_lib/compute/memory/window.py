@@ -6,13 +6,14 @@ quality outcome arrive as values (`summaries`, `quality`) and only the core colu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pandas as pd
 
 from monitoring_lib.applications import kpi_only_columns, kpi_reads_type, run_user_applications
+from monitoring_lib.compute.domain import domain_wanted, window_domain
 from monitoring_lib.compute.memory.bad_rows import BadRowReport, categorical_prediction, normalise_frame
 from monitoring_lib.compute.memory.kpis import compute_kpis
 from monitoring_lib.compute.memory.multivariate import frame_error
@@ -27,7 +28,9 @@ from monitoring_lib.compute.window_results import (
 )
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
+from monitoring_lib.drift.domain import DomainResult
 from monitoring_lib.drift.engine import DriftResult, compute_drift, multivariate_model, prediction_columns
+from monitoring_lib.drift.multivariate import WindowError
 from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.drift.summaries import ColumnSummary
 from monitoring_lib.quality.results import QualityOutcome
@@ -68,7 +71,8 @@ def compute_in_memory(
     df, bad, types = read_frame(url, cfg, profile, start, end, cfg.source.columns(), stage)
     if df.empty:
         return WindowResults(bad=bad)
-    return frame_results(df, cfg, profile, start, end, now, stage, bad, types)
+    domain = (lambda: window_domain(url, cfg, profile, start, end)) if domain_wanted(profile, cfg) else None
+    return frame_results(df, cfg, profile, start, end, now, stage, bad, types, domain=domain)
 
 
 def frame_results(
@@ -84,12 +88,15 @@ def frame_results(
     *,
     quality: QualityOutcome | None = None,
     summaries: Mapping[str, ColumnSummary] | None = None,
+    domain: Callable[[], DomainResult] | None = None,
+    multivariate: Callable[[], WindowError | None] | None = None,
 ) -> WindowResults:
     """Every check and summary of the window's frame.
 
     `quality`: the outcome already known (feature groups), else the suite runs on the frame.
     `summaries`: columns already summarised elsewhere (feature groups); the frame's own drift columns
-    are summarised here.
+    are summarised here. `domain`: the domain classifier's job, run on the drift thread.
+    `multivariate`: the reconstruction error from elsewhere (feature groups: in SQL), else from the frame.
     """
     # columns read for KPIs alone leave the frame the checks, drift and user applications see
     kpi_only = pd.DataFrame({c: df.pop(c) for c in kpi_only_columns(cfg) if c in df}, index=df.index)
@@ -97,7 +104,8 @@ def frame_results(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-drift") as pool:
         # Drift is NumPy work that releases the GIL; run it beside Great Expectations (mostly Python)
         # and keep its result only if the quality policy lets drift through.
-        pending = pool.submit(_drift, df, profile, cfg, stage, summaries) if drift_wanted else None
+        pending = (pool.submit(_drift, df, profile, cfg, stage, summaries, domain, multivariate)
+                   if drift_wanted else None)
         with stage("operational"):
             operational = tuple(bucket_metrics(df, cfg, start, end))
         if cfg.quality.enabled and quality is None:
@@ -124,12 +132,17 @@ def frame_results(
 
 
 def _drift(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig, stage: StageTimer,
-           known: Mapping[str, ColumnSummary] | None) -> DriftResult:
+           known: Mapping[str, ColumnSummary] | None, domain: Callable[[], DomainResult] | None,
+           multivariate: Callable[[], WindowError | None] | None) -> DriftResult:
     """The frame's drift columns summarised, merged with the `known` summaries, compared with the profile."""
     with stage("drift"):
         model = multivariate_model(profile, cfg)
-        error = frame_error(df, model) if model is not None else None
+        if multivariate is not None:
+            error = multivariate()
+        else:
+            error = frame_error(df, model) if model is not None else None
+        verdict = domain() if domain is not None else None
         if known is None:
-            return summarise_and_compute(df, profile, cfg, error)
+            return summarise_and_compute(df, profile, cfg, error, verdict)
         own = summarise_frame(df, profile, prediction_columns(profile, cfg), cfg.drift.band_k)
-        return compute_drift({**known, **own}, profile, cfg, error)
+        return compute_drift({**known, **own}, profile, cfg, error, verdict)
