@@ -11,8 +11,8 @@ import pytest
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.reference import fit_and_store
 from monitoring_lib.runner import run_interval
-from tests.parity.test_compute_database import assert_same_results, stored
-from tests.parity.test_multivariate import app_row, correlated
+from tests.parity.test_compute_database import assert_same_results
+from tests.parity.test_multivariate import app_row, both_modes, correlated
 from tests.sources import WINDOW_END, WINDOW_START, create_inference_table, insert_rows, make_config
 
 COLUMNS = ["request_id", "ts", "claimed_amount", "vehicle_age", "region", "prediction", "latency_ms", "error"]
@@ -61,12 +61,8 @@ def test_a_window_the_classifier_tells_apart_is_drift_and_a_like_one_is_not(conn
 
 @pytest.mark.parametrize("rho", [-0.9, 0.9], ids=["flipped", "unchanged"])
 def test_database_mode_stores_the_same_auc(conn, db_url, fitted, rho):
-    insert_rows(conn, correlated(3000, rho, seed=4))
-    conn.commit()
-    run_interval(db_url, config(), WINDOW_START, WINDOW_END)
-    memory, memory_row = stored(conn), app_row(conn, "domain_classifier")
-    run_interval(db_url, config("database"), WINDOW_START, WINDOW_END)
-    database, database_row = stored(conn), app_row(conn, "domain_classifier")
+    (memory, memory_row), (database, database_row) = both_modes(conn, db_url, correlated(3000, rho, seed=4), config,
+                                                                "domain_classifier")
     assert_same_results(memory, database)
     assert memory_row == database_row
 

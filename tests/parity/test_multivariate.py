@@ -54,6 +54,17 @@ def fitted(conn, db_url):
     return profile
 
 
+def both_modes(conn, db_url, rows: list[tuple], config, metric: str) -> tuple[tuple, tuple]:
+    """The window of `rows` run in memory then in the database: each run's stored tables and `metric` row."""
+    insert_rows(conn, rows)
+    conn.commit()
+    out = []
+    for compute in ("memory", "database"):
+        run_interval(db_url, config(compute), WINDOW_START, WINDOW_END)
+        out.append((stored(conn), app_row(conn, metric)))
+    return out[0], out[1]
+
+
 def app_row(conn, metric: str, window_start=None) -> tuple:
     """The newest window's row of `metric` (or the one starting at `window_start`)."""
     return conn.execute("SELECT status, value, extra FROM monitoring.app_results WHERE metric = %s"
@@ -105,12 +116,7 @@ def test_database_mode_stores_the_same_multivariate_results(conn, db_url, fitted
     rows = correlated(3000, rho, seed=4)
     rows[5] = (*rows[5][:2], None, *rows[5][3:])  # a missing value reads as the reference mean in both modes
     rows[6] = (*rows[6][:3], float("nan"), *rows[6][4:])
-    insert_rows(conn, rows)
-    conn.commit()
-    run_interval(db_url, config(), WINDOW_START, WINDOW_END)
-    memory, memory_extra = stored(conn), app_row(conn, "multivariate")
-    run_interval(db_url, config("database"), WINDOW_START, WINDOW_END)
-    database, database_extra = stored(conn), app_row(conn, "multivariate")
+    (memory, memory_extra), (database, database_extra) = both_modes(conn, db_url, rows, config, "multivariate")
 
     assert_same_results(memory, database)
     assert memory_extra[0] == database_extra[0]
