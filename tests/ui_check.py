@@ -146,6 +146,8 @@ def main() -> int:
     check(failures, "<td><strong>" in detail.split("Drifted features in the last window")[1].split("<h2>")[0],
           "a drifted feature with its metrics on the endpoint page")
     check(failures, "critical" in detail, "failed critical checks are listed")
+    check(failures, "multivariate reconstruction error" in detail and "outside the reference band" in detail,
+          "the multivariate drift reason is on the endpoint page")
     check(failures, "No endpoint is in this state" in filtered, "the last window is clean, so quality_failed is empty")
     for name in ("list.png", "endpoint.png"):
         path = args.out / name
