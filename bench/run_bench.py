@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -97,7 +98,8 @@ def create_source(
 
 
 def make_config(table: str, compute: str = "memory", group_size: int | None = None,
-                multivariate: bool = False, domain: bool = False) -> Any:
+                multivariate: bool = False, domain: bool = False, estimation: bool = False,
+                segments: bool = False) -> Any:
     from monitoring_lib.config import EndpointConfig
 
     return EndpointConfig.model_validate({
@@ -105,6 +107,9 @@ def make_config(table: str, compute: str = "memory", group_size: int | None = No
         "compute": compute,
         "scale_out": {"feature_group_size": group_size},
         "drift": {"multivariate": {"enabled": multivariate}, "domain_classifier": {"enabled": domain}},
+        "labels": {"table": f"{SCHEMA}.labels"},
+        "performance": {"estimation": {"enabled": estimation}},
+        "segments": {"columns": ["region", "channel"] if segments else []},
         "project": "bench",
         "model": {"name": "claims_model", "version": "1", "class": "sklearn.ensemble.HistGradientBoostingRegressor"},
         "source": {"table": f"{SCHEMA}.{table}", "timestamp_column": "ts", "request_id_column": "request_id",
@@ -254,6 +259,50 @@ def multivariate_child(url: str, memory_off: Any, memory_cfg: Any, database_off:
             "error_database_s": error_database_s, "features": len(model.features),
             "components": len(model.components), "drift_status": memory_report.drift_status,
             "memory_peak_rss_mb": memory_rss}
+
+
+def estimation_child(url: str, memory_off: Any, memory_cfg: Any, database_off: Any, database_cfg: Any,
+                     rounds: int = 3) -> dict:
+    """The interval with `performance.estimation` on and off in both modes, and its sample and estimate alone."""
+    import great_expectations  # noqa: F401
+
+    from monitoring_lib.compute.estimation import window_estimate
+    from monitoring_lib.results.profiles import load_active_profile
+
+    memory_off_s, memory_s, _ = fastest_pair(url, memory_off, memory_cfg, rounds)
+    memory_rss = peak_rss_mb()
+    database_off_s, database_s, _ = fastest_pair(url, database_off, database_cfg, rounds)
+    with psycopg.connect(url) as conn:
+        profile = load_active_profile(conn, ENDPOINT, "1")
+    began = time.perf_counter()
+    estimate = window_estimate(url, memory_cfg, profile, WINDOW_START, WINDOW_END)  # type: ignore[arg-type]
+    return {"memory_s": memory_s, "memory_off_s": memory_off_s, "database_s": database_s,
+            "database_off_s": database_off_s, "alone_s": time.perf_counter() - began, "rows": estimate.rows,
+            "status": estimate.status, "memory_peak_rss_mb": memory_rss}
+
+
+def segments_child(url: str, memory_off: Any, memory_cfg: Any, database_off: Any, database_cfg: Any,
+                   rounds: int = 3) -> dict:
+    """The interval with `segments` on (region and the top 10 channels) and off, in both modes."""
+    import great_expectations  # noqa: F401
+
+    memory_off_s, memory_s, report = fastest_pair(url, memory_off, memory_cfg, rounds)
+    database_off_s, database_s, _ = fastest_pair(url, database_off, database_cfg, rounds)
+    return {"memory_s": memory_s, "memory_off_s": memory_off_s, "database_s": database_s,
+            "database_off_s": database_off_s, "segments_s": report.timings.get("segments", 0.0)}
+
+
+def together_child(url: str, memory_off: Any, memory_cfg: Any, database_off: Any, database_cfg: Any,
+                   rounds: int = 3) -> dict:
+    """The interval with multivariate drift, estimated performance and segments on against none of them, in
+    both modes; client peak RSS of the database mode measured alone."""
+    import great_expectations  # noqa: F401
+
+    database_off_s, database_s, _ = fastest_pair(url, database_off, database_cfg, rounds)
+    database_rss = peak_rss_mb()
+    memory_off_s, memory_s, _ = fastest_pair(url, memory_off, memory_cfg, rounds)
+    return {"memory_s": memory_s, "memory_off_s": memory_off_s, "database_s": database_s,
+            "database_off_s": database_off_s, "database_peak_rss_mb": database_rss}
 
 
 def group_child(url: str, cfg: Any, group: int) -> dict:
@@ -425,12 +474,16 @@ def prepare(url: str, args: argparse.Namespace) -> dict[str, float]:
                                                       - timedelta(days=7), drift=False, key=args.primary_key)
         setup["generate_interval_s"] = create_source(conn, "interval", args.rows, WINDOW_START, drift=True,
                                                      key=args.primary_key)
-        # the profile holds the PCA and the sample; each run's config chooses whether to use them
-        cfg = make_config("reference", multivariate=True, domain=True)
+        # the profile holds the PCA, the sample and the estimator; each run's config chooses which it uses
+        cfg = make_config("reference", multivariate=True, domain=True, estimation=True, segments=True)
         began = time.perf_counter()
         ref: pd.DataFrame = read_window(url, cfg, WINDOW_START - timedelta(days=7),
                                         WINDOW_START - timedelta(days=6))
-        profile = fit_reference(ref, cfg, source=f"table:{SCHEMA}.reference")
+        # labels for the estimator: the prediction's error grows with the first feature's distance from 0
+        rng = np.random.default_rng(0)
+        spread = 0.05 + 0.05 * np.abs(pd.to_numeric(ref[numeric_names()[0]]).fillna(0).to_numpy())
+        label = pd.Series(ref["prediction"].to_numpy(float) + rng.normal(0, 1, len(ref)) * spread, name="label")
+        profile = fit_reference(ref, cfg, source=f"table:{SCHEMA}.reference", label=label)
         ensure_endpoint(conn, cfg)
         save_profile(conn, profile)
         conn.commit()
@@ -473,6 +526,17 @@ def main(argv: list[str] | None = None) -> int:
         print("running the interval with drift.domain_classifier on, in both modes (child process) ...", flush=True)
         dc = _in_child(domain_child, url, cfg, make_config("interval", domain=True),
                        configs[0], make_config("interval", compute="database", domain=True))
+        print("running the interval with performance.estimation on, in both modes (child process) ...", flush=True)
+        est = _in_child(estimation_child, url, cfg, make_config("interval", estimation=True),
+                        configs[0], make_config("interval", compute="database", estimation=True))
+        print("running the interval with segments on, in both modes (child process) ...", flush=True)
+        seg = _in_child(segments_child, url, cfg, make_config("interval", segments=True),
+                        configs[0], make_config("interval", compute="database", segments=True))
+        print("running the interval with multivariate, estimation and segments on, in both modes (child process)"
+              " ...", flush=True)
+        every = {"multivariate": True, "estimation": True, "segments": True}
+        together = _in_child(together_child, url, cfg, make_config("interval", **every),
+                             configs[0], make_config("interval", compute="database", **every))
         print(f"running the interval split into feature groups of {args.group_size} (one child each) ...", flush=True)
         grouped_cfg = make_config("interval", group_size=args.group_size)
         groups = [_in_child(group_child, url, grouped_cfg, g) for g in range(len(grouped_cfg.feature_groups()))]
@@ -511,26 +575,22 @@ def main(argv: list[str] | None = None) -> int:
         "pushdown_drift_status": big["drift_status"],
         "pushdown_peak_rss_mb": push["peak_rss_mb"],
         "pushdown_rss_after_imports_mb": push["rss_after_imports_mb"],
-        "multivariate_memory_s": round(mv["memory_s"], 3),
-        "multivariate_memory_off_s": round(mv["memory_off_s"], 3),
-        "multivariate_memory_extra_pct": round(100 * (mv["memory_s"] / mv["memory_off_s"] - 1), 1),
+        **on_off("multivariate", mv),
         "multivariate_memory_peak_rss_mb": mv["memory_peak_rss_mb"],
-        "multivariate_database_s": round(mv["database_s"], 3),
-        "multivariate_database_off_s": round(mv["database_off_s"], 3),
-        "multivariate_database_extra_pct": round(100 * (mv["database_s"] / mv["database_off_s"] - 1), 1),
         "multivariate_error_memory_s": round(mv["error_memory_s"], 3),
         "multivariate_error_database_s": round(mv["error_database_s"], 3),
         "multivariate_features": mv["features"],
         "multivariate_components": mv["components"],
-        "domain_memory_s": round(dc["memory_s"], 3),
-        "domain_memory_off_s": round(dc["memory_off_s"], 3),
-        "domain_memory_extra_pct": round(100 * (dc["memory_s"] / dc["memory_off_s"] - 1), 1),
-        "domain_database_s": round(dc["database_s"], 3),
-        "domain_database_off_s": round(dc["database_off_s"], 3),
-        "domain_database_extra_pct": round(100 * (dc["database_s"] / dc["database_off_s"] - 1), 1),
+        **on_off("domain", dc),
         "domain_alone_s": round(dc["alone_s"], 3),
         "domain_sample_rows": dc["sample_rows"],
         "domain_auc": round(dc["auc"], 4) if dc["auc"] is not None else None,
+        **on_off("estimation", est),
+        "estimation_alone_s": round(est["alone_s"], 3),
+        "estimation_rows": est["rows"],
+        **on_off("segments", seg),
+        **on_off("together", together),
+        "together_database_peak_rss_mb": together["database_peak_rss_mb"],
         "feature_groups": len(groups),
         "group_max_s": round(max(g["seconds"] for g in groups), 3),
         "group_max_peak_rss_mb": max(g["peak_rss_mb"] for g in groups),
@@ -550,6 +610,16 @@ def main(argv: list[str] | None = None) -> int:
                          f"{DYNATRACE_LINES} lines")
     report(result)
     return 0
+
+
+def on_off(name: str, run: dict) -> dict:
+    """A setting's interval with it on and off, in both modes, and the extra time on (percent)."""
+    out: dict[str, float] = {}
+    for mode in ("memory", "database"):
+        on, off = run[f"{mode}_s"], run[f"{mode}_off_s"]
+        out |= {f"{name}_{mode}_s": round(on, 3), f"{name}_{mode}_off_s": round(off, 3),
+                f"{name}_{mode}_extra_pct": round(100 * (on / off - 1), 1)}
+    return out
 
 
 def report(r: dict) -> None:
@@ -591,6 +661,20 @@ def report(r: dict) -> None:
          f" ({r['domain_memory_extra_pct']:+.1f}%); database {r['domain_database_s']:.2f} s against"
          f" {r['domain_database_off_s']:.2f} s ({r['domain_database_extra_pct']:+.1f}%); sample and fit alone"
          f" {r['domain_alone_s']:.2f} s"),
+        (f"estimated performance (DLE on {r['estimation_rows']:,} sampled rows)",
+         f"in memory {r['estimation_memory_s']:.2f} s against {r['estimation_memory_off_s']:.2f} s"
+         f" ({r['estimation_memory_extra_pct']:+.1f}%); database {r['estimation_database_s']:.2f} s against"
+         f" {r['estimation_database_off_s']:.2f} s ({r['estimation_database_extra_pct']:+.1f}%); sample and"
+         f" estimate alone {r['estimation_alone_s']:.2f} s"),
+        ("segments (region, top 10 channels: 16)",
+         f"in memory {r['segments_memory_s']:.2f} s against {r['segments_memory_off_s']:.2f} s"
+         f" ({r['segments_memory_extra_pct']:+.1f}%); database {r['segments_database_s']:.2f} s against"
+         f" {r['segments_database_off_s']:.2f} s ({r['segments_database_extra_pct']:+.1f}%)"),
+        ("multivariate, estimation and segments together",
+         f"in memory {r['together_memory_s']:.2f} s against {r['together_memory_off_s']:.2f} s"
+         f" ({r['together_memory_extra_pct']:+.1f}%); database {r['together_database_s']:.2f} s"
+         f" against {r['together_database_off_s']:.2f} s ({r['together_database_extra_pct']:+.1f}%), client peak"
+         f" RSS {r['together_database_peak_rss_mb']:.0f} MB"),
         (f"feature groups ({r['feature_groups']} mapped tasks)",
          f"slowest group {r['group_max_s']:.2f} s, peak RSS {r['group_max_peak_rss_mb']:.0f} MB, "
          f"XCom {r['group_max_xcom_kb']:.0f} KB"),

@@ -96,9 +96,9 @@ def drifted_features(conn: psycopg.Connection, endpoint_id: str, start: datetime
     return _rows(conn, """
         SELECT feature, metric, value, p_value, threshold_possible, threshold_detected, status
         FROM monitoring.feature_drift
-        WHERE endpoint_id = %(e)s AND window_start = %(s)s AND window_end = %(w)s
+        WHERE endpoint_id = %(e)s AND window_start = %(s)s AND window_end = %(w)s AND segment = 'all'
           AND feature IN (SELECT feature FROM monitoring.feature_drift WHERE endpoint_id = %(e)s
-                          AND window_start = %(s)s AND window_end = %(w)s
+                          AND window_start = %(s)s AND window_end = %(w)s AND segment = 'all'
                           AND status IN ('possible_drift', 'drift_detected'))
         ORDER BY feature, metric
         """, {"e": endpoint_id, "s": start, "w": end})

@@ -16,13 +16,23 @@ from psycopg import sql
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
+from monitoring_lib.drift.profile import SegmentProfile
+from monitoring_lib.drift.segments import segment_keys
 from monitoring_lib.dynatrace.lines import build_performance_lines, performance_key_prefix
 from monitoring_lib.errors import SourceError
 from monitoring_lib.results.endpoints import window_version
 from monitoring_lib.results.outbox import stage_lines
+from monitoring_lib.results.profiles import load_active_profile
 from monitoring_lib.results.tables import replace_window
 from monitoring_lib.source import describe_relation, describe_source
-from monitoring_lib.sql_common import NUMBER_OR_BOOL_TYPES, as_number, in_window, qualified, source_relation
+from monitoring_lib.sql_common import (
+    NUMBER_OR_BOOL_TYPES,
+    as_number,
+    category_key,
+    in_window,
+    qualified,
+    source_relation,
+)
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -88,13 +98,19 @@ def classification_metrics(y: np.ndarray, pred: np.ndarray, score: bool | None =
     return out
 
 
-def _segments(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, pd.DataFrame]]:
+def _segments(df: pd.DataFrame, cfg: EndpointConfig,
+              named: tuple[SegmentProfile, ...] = ()) -> list[tuple[str, pd.DataFrame]]:
+    """'all', the buckets of `performance.bucket_column`, and each segment `column=value` of the profile's."""
     out = [("all", df)]
     col, edges = cfg.performance.bucket_column, cfg.performance.buckets
     if col and len(edges) >= 2 and "bucket_value" in df:
         labels = [f"{edges[i]:g}-{edges[i + 1]:g}" for i in range(len(edges) - 1)]
         cut = pd.cut(df["bucket_value"], bins=list(edges), labels=labels, right=False)
         out += [(label, df[cut == label]) for label in labels]
+    for seg in named:
+        if f"segment:{seg.column}" in df:
+            keys = segment_keys(df[f"segment:{seg.column}"], seg)
+            out += [(f"{seg.column}={value}", df[keys == i]) for i, value in enumerate(seg.values)]
     return out
 
 
@@ -105,7 +121,8 @@ def _labelled_pairs(df: pd.DataFrame) -> pd.DataFrame:
     return df.dropna(subset=["prediction", "label"])
 
 
-def window_rows(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, str, float, int]]:
+def window_rows(df: pd.DataFrame, cfg: EndpointConfig,
+                segments: tuple[SegmentProfile, ...] = ()) -> list[tuple[str, str, float, int]]:
     """(segment, metric, value, label_count) for one window's labelled predictions.
 
     Rows `usable` rejects (an infinite prediction, a score outside [0, 1]) leave the metrics, which the
@@ -118,7 +135,7 @@ def window_rows(df: pd.DataFrame, cfg: EndpointConfig) -> list[tuple[str, str, f
     compute = regression_metrics if task == "regression" else partial(classification_metrics, score=score)
     used = pairs[usable(task, pairs["label"].to_numpy(dtype=float), predictions, score)]
     rows = [("all", UNUSABLE, float(len(pairs) - len(used)), len(used))]
-    for segment, part in _segments(used, cfg):
+    for segment, part in _segments(used, cfg, segments):
         if part.empty:
             continue
         y = part["label"].to_numpy(dtype=float)
@@ -156,17 +173,22 @@ def _labelled(
 
     bucket = (number("s", cfg.performance.bucket_column, "performance.bucket_column")
               if cfg.performance.bucket_column else sql.SQL("NULL::float8"))
+    segment_columns = [c for c in cfg.segments.columns if f"s.{c}" in types]
+    segments = sql.SQL("").join(sql.SQL(", {} AS {}").format(category_key(sql.Identifier("s", c), types[f"s.{c}"]),
+                                                             sql.Identifier(f"segment:{c}")) for c in segment_columns)
     query = sql.SQL(
-        "SELECT s.{ts} AS ts, {pred} AS prediction, {label} AS label, {bucket} AS bucket_value"
+        "SELECT s.{ts} AS ts, {pred} AS prediction, {label} AS label, {bucket} AS bucket_value{segments}"
         " FROM {rel} JOIN {labels} AS l ON l.{key} = s.{rid}"
         " WHERE {window}"
     ).format(ts=sql.Identifier(src.timestamp_column), window=in_window(src, sql.SQL("%s"), sql.SQL("%s"), alias="s"),
+             segments=segments,
              pred=number("s", src.prediction_column, "source.prediction_column"),
              label=number("l", lab.label_column, "labels.label_column"), bucket=bucket,
              rel=source_relation(src, alias="s"),
              labels=qualified(lab.table), key=sql.Identifier(lab.join_key), rid=sql.Identifier(src.request_id_column))
     rows = conn.execute(query, (start, end)).fetchall()
-    return pd.DataFrame(rows, columns=["ts", "prediction", "label", "bucket_value"])
+    return pd.DataFrame(rows, columns=["ts", "prediction", "label", "bucket_value",
+                                       *(f"segment:{c}" for c in segment_columns)])
 
 
 def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime,
@@ -186,26 +208,32 @@ def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime,
     since = end - max(cfg.labels.lookback, interval)
     with connect(url) as conn:
         spans = conn.execute(
-            "SELECT window_start, window_end FROM monitoring.interval_runs WHERE endpoint_id = %s"
+            "SELECT window_start, window_end, model_version FROM monitoring.interval_runs WHERE endpoint_id = %s"
             " AND status = 'ok' AND window_end <= %s AND window_end > %s ORDER BY window_start",
             (cfg.endpoint_id, end, since),
         ).fetchall()
         # rows used plus rows unusable: every labelled row the window had when it was last computed
         stored = dict(((r[0], r[1]), r[2]) for r in conn.execute(
             "SELECT window_start, window_end, label_count + value::bigint FROM monitoring.model_performance"
-            " WHERE endpoint_id = %s AND segment = 'all' AND metric = %s AND window_end > %s",
+            " WHERE endpoint_id = %s AND segment = 'all' AND metric = %s AND NOT estimated AND window_end > %s",
             (cfg.endpoint_id, UNUSABLE, since),
         ).fetchall())
         types = _column_types(conn, cfg) if spans else {}
-        for start_w, end_w in spans:
+        profiles: dict[str | None, tuple[SegmentProfile, ...]] = {}
+        for start_w, end_w, version in spans:
+            if cfg.segments.columns and version not in profiles:  # the segments the window's drift was cut into
+                profile = load_active_profile(conn, cfg.endpoint_id, version) if version else None
+                profiles[version] = profile.segments if profile is not None else ()
             df = _labelled(conn, cfg, types, start_w, end_w)
             labelled = len(_labelled_pairs(df))
             if labelled == 0 or stored.get((start_w, end_w)) == labelled:
                 continue
-            with conn.transaction():
+            with conn.transaction():  # the realised rows only: the window's estimated rows are the run's
                 replace_window(conn, "model_performance", cfg.endpoint_id, start_w, end_w,
-                               ["segment", "metric", "value", "label_count"], ["segment", "metric"],
-                               window_rows(df, cfg))
+                               ["segment", "metric", "value", "label_count", "estimated"],
+                               ["segment", "metric", "estimated"],
+                               [(*row, False) for row in window_rows(df, cfg, profiles.get(version, ()))],
+                               scope={"estimated": False})
             updated.append(end_w.isoformat())
         conn.commit()  # the recomputed windows stand whatever the staging below does
         lines = _stage_dynatrace(conn, cfg, start, end, since)

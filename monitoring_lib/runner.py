@@ -7,27 +7,39 @@ callers get an `IntervalReport`, small enough for XCom.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
 
+from monitoring_lib.applications import AppResult
 from monitoring_lib.compute.anomalies import anomaly_inputs, anomaly_results
 from monitoring_lib.compute.database.window import compute_in_database
+from monitoring_lib.compute.estimation import (
+    estimate_app_result,
+    estimation_wanted,
+    no_estimator_result,
+    window_estimate,
+)
 from monitoring_lib.compute.groups.partials import GroupPartial
 from monitoring_lib.compute.groups.window import compute_with_groups
 from monitoring_lib.compute.memory.window import compute_in_memory
 from monitoring_lib.compute.window_results import StageTimer, WindowResults
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
+from monitoring_lib.drift.profile import ReferenceProfile
 from monitoring_lib.dynatrace.lines import build_interval_lines, performance_key_prefix
-from monitoring_lib.errors import QualityGateFailed
+from monitoring_lib.errors import DatabaseUnavailableError, QualityGateFailed, SourceError
+from monitoring_lib.estimation.estimator import Estimate
 from monitoring_lib.results.endpoints import ensure_endpoint, refresh_endpoint_totals, window_version
 from monitoring_lib.results.outbox import stage_lines
 from monitoring_lib.results.profiles import load_active_profile
 from monitoring_lib.results.report import IntervalReport, no_drift_reasons, stored_failed_critical, stored_report
 from monitoring_lib.results.window import metric_history, write_window
 from monitoring_lib.schedule import check_window
+from monitoring_lib.sql_common import query_errors
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +65,24 @@ def run_interval(
         profile = load_active_profile(conn, cfg.endpoint_id, model_version)
         conn.commit()
 
-    if groups is not None:
-        results = compute_with_groups(url, cfg, profile, model_version, start, end, now, stage, groups)
-    else:
-        compute = compute_in_database if cfg.compute == "database" else compute_in_memory
-        results = compute(url, cfg, profile, start, end, now, stage)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-estimate") as pool:
+        # a bounded sample and small trees: read and evaluated while the mode computes the rest
+        pending = pool.submit(_estimate, url, cfg, profile, start, end, stage) if estimation_wanted(profile, cfg) \
+            else None
+        if groups is not None:
+            results = compute_with_groups(url, cfg, profile, model_version, start, end, now, stage, groups)
+        else:
+            compute = compute_in_database if cfg.compute == "database" else compute_in_memory
+            results = compute(url, cfg, profile, start, end, now, stage)
+        estimated = pending.result() if pending is not None else None
+    if isinstance(estimated, AppResult):
+        results = replace(results, apps=(*results.apps, estimated))
+    elif estimated is not None and results.rows:
+        results = replace(results, estimate=estimated, apps=(*results.apps, estimate_app_result(estimated)))
+    elif cfg.performance.estimation.enabled and profile is not None and results.rows:
+        log.warning("%s: performance.estimation is on but reference profile v%s has no estimator; refit it",
+                    cfg.endpoint_id, profile.version)
+        results = replace(results, apps=(*results.apps, no_estimator_result(profile)))
 
     with stage("write"), connect(url) as conn:
         with conn.transaction():
@@ -71,6 +96,21 @@ def run_interval(
     if results.dq_state == "failed":
         _quality_gate(cfg, start, end, results.failed_critical)
     return report
+
+
+def _estimate(url: str, cfg: EndpointConfig, profile: ReferenceProfile, start: datetime, end: datetime,
+              stage: StageTimer) -> Estimate | AppResult:
+    """The window's estimate; an estimator that fails on this window's data is recorded as an error result
+    and leaves the window's other results standing (a database outage still fails the run, to be retried)."""
+    with stage("estimation"), query_errors(cfg.endpoint_id, "performance estimation sample"):
+        try:
+            return window_estimate(url, cfg, profile, start, end)
+        except (DatabaseUnavailableError, SourceError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failing method must not lose the window
+            log.exception("%s: performance estimation failed for [%s, %s)", cfg.endpoint_id, start, end)
+            return AppResult("performance", "estimated", "estimated_performance", "error", None,
+                             {"error": f"{type(exc).__name__}: {exc}"})
 
 
 def _report(cfg: EndpointConfig, start: datetime, end: datetime, model_version: str, reference_version: int | None,

@@ -170,7 +170,7 @@ def text_number(text: sql.Composable) -> sql.Composed:
              n=numeric_as_float(sql.SQL("{}::numeric").format(cut)))
 
 
-def category_key(name: str, pgtype: str) -> sql.Composed:
+def category_key(name: str | sql.Composable, pgtype: str) -> sql.Composed:
     """The value as the text key `category_counts` produces from the same value in pandas.
 
     A float is keyed as float8: whole values by their exact integer digits (`int8` where it fits;
@@ -178,7 +178,7 @@ def category_key(name: str, pgtype: str) -> sql.Composed:
     the shortest text that reads back as the same float8, as Python prints it: PostgreSQL switches to
     an exponent from 1e15 and Python from 1e16, so values from 1e15 up are re-read as numeric.
     """
-    col = sql.Identifier(name)
+    col = sql.Identifier(name) if isinstance(name, str) else name
     if pgtype == "bool":
         return sql.SQL("(CASE {c} WHEN true THEN 'True' WHEN false THEN 'False' END)").format(c=col)
     if pgtype in _FLOAT_TYPES:
@@ -206,7 +206,7 @@ def error_flag(name: str, pgtype: str) -> sql.Composed:
     Text is true for the words pandas' reading takes as true and for any number it parses as non-zero
     (`text_number`): ±Infinity ('inf', 'Infinity', '1e999') too, with no overflow error.
     """
-    col = sql.Identifier(name)
+    col = sql.Identifier(name) if isinstance(name, str) else name
     if pgtype == "bool":
         return sql.SQL("({} IS TRUE)").format(col)
     if pgtype in NUMBER_TYPES:

@@ -1,7 +1,8 @@
 """What computing one window returns, whichever mode computed it: one frozen value the pipeline writes.
 
 Each mode (`memory.window`, `database.window`, `groups.window`) reads the window and returns a
-`WindowResults`; nothing is filled in afterwards, and `results.window` stores it as it is.
+`WindowResults`; nothing is filled in afterwards but the performance estimate, which the runner computes
+beside whichever mode ran (`compute.estimation`), and `results.window` stores it as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from monitoring_lib.compute.memory.bad_rows import BadRowReport
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.engine import DriftResult
 from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.drift.segments import SegmentResult
+from monitoring_lib.estimation.estimator import Estimate
 from monitoring_lib.quality.results import QualityOutcome
 
 OperationalRow = tuple[datetime, str, float]  # (bucket_start, metric, value)
@@ -32,6 +35,8 @@ class WindowResults:
     drift: DriftResult | None = None
     drift_status: str | None = None  # the drift verdict, or why drift was not computed
     apps: tuple[AppResult, ...] = ()  # KPIs, drift seen as an application, user applications
+    estimate: Estimate | None = None  # performance estimated before labels land (`performance.estimation`)
+    segments: tuple[SegmentResult, ...] = ()  # each segment against its own reference (`segments`)
 
     @property
     def rows(self) -> int:
@@ -92,3 +97,24 @@ def drift_app_results(drift: DriftResult, feature_metric: str) -> list[AppResult
         results.append(AppResult("drift", "domain_classifier", "domain_classifier_drift", dc.status or "unknown",
                                  dc.value, dc.details()))
     return results
+
+
+def segments_wanted(profile: ReferenceProfile | None, cfg: EndpointConfig) -> bool:
+    """Whether the window's segments are summarised: configured, and drift computed against a profile."""
+    return bool(cfg.segments.columns) and cfg.drift.enabled and profile is not None
+
+
+def segment_app_results(cfg: EndpointConfig, profile: ReferenceProfile | None,
+                        segments: tuple[SegmentResult, ...]) -> list[AppResult]:
+    """One result per segment (application `segment`, metric `column=value`); a configured column the
+    profile has no segments of says to refit."""
+    out = [AppResult("segment", s.name, "segment_drift", s.status,
+                     s.drift.summary.get("general_drift") if s.drift else None, s.details()) for s in segments]
+    fitted = {seg.column for seg in profile.segments} if profile is not None else set()
+    for column in cfg.segments.columns:
+        if column not in fitted and profile is not None:
+            out.append(AppResult("segment", column, "segment_drift", "not_computed", None,
+                                 {"reason": f"reference profile v{profile.version} has no segments of '{column}':"
+                                            " refit it with `mlmon fit-reference`"}))
+    return out
+

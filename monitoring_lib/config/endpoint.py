@@ -10,6 +10,7 @@ from monitoring_lib.config.alerting import AlertingConfig
 from monitoring_lib.config.durations import format_duration
 from monitoring_lib.config.sections import (
     DYNATRACE_LATEST_GRACE,
+    ESTIMATED_METRICS,
     ApplicationConfig,
     DriftConfig,
     DynatraceConfig,
@@ -21,6 +22,7 @@ from monitoring_lib.config.sections import (
     RetrainingConfig,
     ScaleOutConfig,
     ScheduleConfig,
+    SegmentsConfig,
     SourceConfig,
     _Frozen,
 )
@@ -44,6 +46,7 @@ class EndpointConfig(_Frozen):
     kpis: tuple[KpiConfig, ...] = ()
     scale_out: ScaleOutConfig = ScaleOutConfig()
     performance: PerformanceConfig = PerformanceConfig()
+    segments: SegmentsConfig = SegmentsConfig()
     alerting: AlertingConfig = AlertingConfig()
     source_file: str = Field("", exclude=True)
 
@@ -76,6 +79,19 @@ class EndpointConfig(_Frozen):
             if len(set(covered)) < 2:
                 raise ValueError("drift.multivariate: needs at least two numeric features, how features move"
                                  f" together is not defined for {sorted(set(covered))}")
+        not_categorical = sorted(set(self.segments.columns) - set(self.source.categorical_features))
+        if not_categorical:
+            raise ValueError(f"segments.columns: not a configured categorical feature: {not_categorical}"
+                             " (a segment is a value of a categorical column the model already reads)")
+        estimation = self.performance.estimation
+        if estimation.enabled:
+            allowed = ESTIMATED_METRICS[self.model.task]
+            if estimation.metric is not None and estimation.metric not in allowed:
+                raise ValueError(f"performance.estimation.metric: '{estimation.metric}' is not estimated for a"
+                                 f" {self.model.task} model; choose one of {list(allowed)}")
+            if self.labels is None:
+                raise ValueError("performance.estimation: needs `labels` (the label column of the training data"
+                                 " it is fitted on, and the realised metrics it is compared with)")
         if self.compute == "database" and self.applications:
             raise ValueError("applications: user applications receive the interval's rows, which compute: database "
                              "never reads; use compute: memory for this endpoint or remove the applications")

@@ -292,6 +292,9 @@ class DynatraceConfig(_Frozen):
         "errors",
         "prediction_mean",
         "model_performance",
+        "estimated_performance",
+        "estimated_performance_status",
+        "segment_drift_status",
         "reconstruction_error",
         "domain_classifier_auc",
     )
@@ -308,6 +311,8 @@ class RetrainingConfig(_Frozen):
     training_callable: str | None = None
     training_window: Duration = timedelta(days=7)
     holdout_fraction: float = Field(0.25, gt=0, lt=1)
+    # a window whose estimated performance dropped (`performance.estimation`, drop_detected) counts as drift does
+    performance_drop: bool = False
 
     @field_validator("training_callable")
     @classmethod
@@ -347,6 +352,67 @@ class ScaleOutConfig(_Frozen):
     feature_group_size: int | None = Field(None, ge=1)
 
 
+ESTIMATED_METRICS = {"classification": ("accuracy", "precision", "recall", "f1", "roc_auc"),
+                     "regression": ("mae", "rmse")}
+
+
+class EstimationConfig(_Frozen):
+    """Performance estimated from each window's predictions before its labels land (README, "Estimated
+    performance"): CBPE for a binary classifier's scores, direct loss estimation for a regressor.
+
+    Fitted with the reference from labelled training data. `metric` (default `roc_auc` for a classifier,
+    `mae` for a regressor) is judged: a relative fall from its reference value (a rise for an error) of
+    `possible_drop` / `detected_drop`, beyond the sampling band, is a `possible_drop` / `drop_detected`.
+    A window is estimated from at most `sample_rows` of its rows; fewer than `min_rows` are not judged.
+    """
+
+    enabled: bool = False
+    metric: str | None = None
+    possible_drop: float = Field(0.05, gt=0, lt=1)
+    detected_drop: float = Field(0.1, gt=0, lt=1)
+    band_k: float = Field(3.0, gt=0)
+    sample_rows: int = Field(20_000, ge=100, le=1_000_000)
+    min_rows: int = Field(100, ge=10)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EstimationConfig:
+        if self.detected_drop < self.possible_drop:
+            raise ValueError(f"'detected_drop' ({self.detected_drop}) must be >= 'possible_drop'"
+                             f" ({self.possible_drop})")
+        known = {m for ms in ESTIMATED_METRICS.values() for m in ms}
+        if self.metric is not None and self.metric not in known:
+            raise ValueError(f"metric '{self.metric}' is not estimated; choose one of {sorted(known)}")
+        return self
+
+
+class SegmentsConfig(_Frozen):
+    """Each window also summarised per value of categorical `columns` (README, "Per-segment monitoring"):
+    drift against the reference's own segment, quality and operational counts, realised and estimated
+    performance. A column keeps the `top_k` most frequent reference values (or its `values`), the rest
+    pooled as `other`; a segment with fewer than `min_rows` rows in the window or the reference is
+    `too_small`, not judged."""
+
+    columns: tuple[str, ...] = ()
+    values: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    top_k: int = Field(10, ge=1, le=50)
+    # at 1,000 rows a side, the Hellinger distance over 20 bins between two samples of one distribution is
+    # about 0.07, under the default thresholds; at 300 it is about 0.12: sampling noise that reads as drift
+    min_rows: int = Field(1000, ge=10)
+
+    @model_validator(mode="after")
+    def _values_named(self) -> SegmentsConfig:
+        stray = sorted(set(self.values) - set(self.columns))
+        if stray:
+            raise ValueError(f"values: {stray} not among the segment columns {list(self.columns)}")
+        for column, values in self.values.items():
+            if "other" in values:
+                raise ValueError(f"values.{column}: 'other' is the pool of every value not listed; do not list it")
+            if len(values) > 50:
+                raise ValueError(f"values.{column}: {len(values)} values; at most 50 segments a column")
+        return self
+
+
 class PerformanceConfig(_Frozen):
     bucket_column: str | None = None
     buckets: tuple[float, ...] = ()
+    estimation: EstimationConfig = EstimationConfig()

@@ -19,6 +19,7 @@ from monitoring_lib.db import connect
 from monitoring_lib.demo.claims_model import (
     CATEGORICAL_FEATURES,
     LABEL_COLUMN,
+    MODEL_DRAW,
     NUMERIC_FEATURES,
     ClaimsModel,
     make_training_data,
@@ -61,7 +62,7 @@ class InitReport:
 
 def demo_model() -> ClaimsModel:
     """The model in service for the demo: the same deterministic fit for the seed and the live traffic."""
-    return train(make_training_data(TRAINING_ROWS, TRAINING_SEED), numeric_features=NUMERIC_FEATURES,
+    return train(make_training_data(TRAINING_ROWS, TRAINING_SEED + MODEL_DRAW), numeric_features=NUMERIC_FEATURES,
                  categorical_features=CATEGORICAL_FEATURES, label_column=LABEL_COLUMN)
 
 

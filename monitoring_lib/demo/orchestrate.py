@@ -27,7 +27,8 @@ from monitoring_lib.dynatrace.client import client_from_env
 from monitoring_lib.dynatrace.command import configured, export_pending
 from monitoring_lib.dynatrace.push import push_pending
 from monitoring_lib.reference import fit_and_store, read_training_data
-from monitoring_lib.results.window import multivariate_only_windows
+from monitoring_lib.results.performance import EstimatedWindow, estimate_history
+from monitoring_lib.results.window import multivariate_only_windows, segment_only_windows
 from monitoring_lib.schedule import windows
 from monitoring_lib.status import render_status
 
@@ -153,6 +154,7 @@ def render_report(conn: psycopg.Connection, events: list[dict]) -> str:
     out = ["", "Per interval:", render_status(conn, windows=1000, endpoint_id=ENDPOINT_ID), ""]
     drifted = conn.execute(
         "SELECT feature, count(*) FROM monitoring.feature_drift WHERE endpoint_id = %s AND status = 'drift_detected'"
+        " AND segment = 'all'"
         " AND metric = 'hellinger' GROUP BY feature ORDER BY 2 DESC", (ENDPOINT_ID,)).fetchall()
     out.append("Drifted features (windows with drift_detected): "
                + (", ".join(f"{f} ({n})" for f, n in drifted) or "none"))
@@ -160,6 +162,11 @@ def render_report(conn: psycopg.Connection, events: list[dict]) -> str:
     out.append("Multivariate drift with no feature drifted on its own (features unchanged one by one, no longer"
                " together): " + (", ".join(f"window ending {end:%Y-%m-%d %H:%M} (reconstruction error {error:.3g},"
                                            f" band up to {upper:.3g})" for end, error, upper in together) or "none"))
+    hidden = segment_only_windows(conn, ENDPOINT_ID)
+    out.append("Segments that drifted while the whole window did not (against the segment's own reference): "
+               + (", ".join(f"{segment} in the window ending {end:%Y-%m-%d %H:%M} ({', '.join(features)})"
+                            for end, segment, features in hidden) or "none"))
+    out.append(estimate_line(estimate_history(conn, ENDPOINT_ID)))
     for row in conn.execute(
             "SELECT window_end, event_type, outcome, reasons, model_version_before, model_version_after"
             " FROM monitoring.retraining_events WHERE endpoint_id = %s AND (triggered OR event_type = 'training')"
@@ -172,3 +179,28 @@ def render_report(conn: psycopg.Connection, events: list[dict]) -> str:
                            (ENDPOINT_ID,)).fetchone()
     out.append(f"Model version in service now: {version[0] if version else '-'}")
     return "\n".join(out)
+
+
+def estimate_line(history: list[EstimatedWindow]) -> str:
+    """What the estimate said before the labels, and how the labels that landed bore it out."""
+    if not history:
+        return "Estimated performance: none (performance.estimation is off, or the reference has no estimator)"
+    metric = history[-1].metric
+    first = next((w for w in history if w.status == "drop_detected"), None)
+    labelled = [w for w in history if w.realised is not None and w.lower is not None and w.upper is not None]
+    inside = sum(1 for w in labelled if w.lower <= w.realised <= w.upper)
+    waiting = [w for w in history if w.realised is None and w.estimated is not None]
+    parts = [f"Estimated performance ({metric}, from predictions alone):"]
+    parts.append(f"first drop detected in the window ending {first.window_end:%Y-%m-%d %H:%M} (estimated"
+                 f" {first.estimated:.4g} against {first.reference:.4g} on the reference)" if first
+                 else "no drop detected")
+    if waiting:
+        last = waiting[-1]
+        parts.append(f"{len(waiting)} window(s) still without labels, the latest estimated at {last.estimated:.4g}"
+                     f" ({last.status})")
+    if labelled:
+        parts.append(f"where labels landed, the realised {metric} lay inside the estimate's band in {inside} of"
+                     f" {len(labelled)} window(s); outside it the relation between features and target changed,"
+                     " which no estimate can see")
+    return " ".join(parts[:1]) + " " + "; ".join(parts[1:])
+

@@ -72,6 +72,16 @@ class SuddenShift(Phase):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SegmentShift(Phase):
+    """The population of one segment changes while the others do not (a partner in one region brings in
+    long-standing customers): visible against that region's own reference, hidden in the population's mix."""
+
+    column: str = "region"
+    value: str = "west"
+    shifts: tuple[FeatureShift, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class RelationBreak(Phase):
     """An upstream join pairs rows wrongly: `feature`'s values are shuffled among the phase's rows, so its
     distribution is unchanged while its relation to every other feature is gone (multivariate drift)."""
@@ -162,8 +172,9 @@ def period(end: datetime, hours: int) -> tuple[datetime, datetime]:
 def default_scenario(hours: int = 36) -> Scenario:
     """The demo story laid out over `hours` (proportionally to the 36-hour original):
 
-    quiet hours 0-9 (but for hour 6, where claimed amounts are paired with the wrong claims: each
-    feature's distribution unchanged, their relation broken), claims inflation ramping over hours
+    quiet hours 0-9 (but for hours 2-4, where the west region's policy tenures rise by 3.5 years while
+    every other region's stay put, and hour 6, where claimed amounts are paired with the wrong claims:
+    each feature's distribution unchanged, their relation broken), claims inflation ramping over hours
     10-21, older cheaper vehicles from hour 22, a data-quality incident at hour 26 and a latency spike
     with errors at hour 30; labels land 2-6 hours after each prediction, so the final hours have none yet.
     """
@@ -184,9 +195,15 @@ def default_scenario(hours: int = 36) -> Scenario:
     relation_break = min(at(6), drift_start - 3)
     breaks = (RelationBreak(name="mismatched_claims", start_hour=relation_break, hours=1, feature="claimed_amount"),
               ) if relation_break >= 1 else ()
+    # quiet hours in which one region's policy tenures rise: before the relation break, never next to it
+    tenure_start = at(2)
+    regional = (SegmentShift(name="west_long_tenures", start_hour=tenure_start, hours=max(at(3), 1), column="region",
+                             value="west", shifts=(FeatureShift("policy_tenure", add=3.5),)),
+                ) if relation_break >= 1 and tenure_start + max(at(3), 1) < relation_break else ()
     return Scenario(
         phases=(
             Quiet(name="quiet", start_hour=0, hours=drift_start),
+            *regional,
             *breaks,
             GradualDrift(
                 name="claims_inflation",

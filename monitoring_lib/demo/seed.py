@@ -17,6 +17,7 @@ from psycopg import sql
 from monitoring_lib.demo.claims_model import (
     CATEGORICAL_FEATURES,
     LABEL_COLUMN,
+    MODEL_DRAW,
     NUMERIC_FEATURES,
     ClaimsModel,
     make_training_data,
@@ -161,7 +162,7 @@ def seed_demo(
 
     training = make_training_data(training_rows, seed)
     model = train(
-        training,
+        make_training_data(training_rows, seed + MODEL_DRAW),
         numeric_features=NUMERIC_FEATURES,
         categorical_features=CATEGORICAL_FEATURES,
         label_column=LABEL_COLUMN,

@@ -22,6 +22,7 @@ from monitoring_lib.demo.scenario import (
     QualityIncident,
     RelationBreak,
     Scenario,
+    SegmentShift,
     SuddenShift,
     period,
 )
@@ -111,6 +112,10 @@ def _shift_population(df: pd.DataFrame, scenario: Scenario, hour: np.ndarray, of
         elif isinstance(phase, SuddenShift):
             for shift in phase.shifts:
                 _apply_shift(df, _covered(hour, phase), shift)
+        elif isinstance(phase, SegmentShift):
+            mask = _covered(hour, phase) & (df[phase.column].astype(str).to_numpy() == phase.value)
+            for shift in phase.shifts:
+                _apply_shift(df, mask, shift)
         elif isinstance(phase, RelationBreak):
             rows = np.flatnonzero(_covered(hour, phase))
             # its own stream: the draws of every other phase stay as they were without this one

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from monitoring_lib.estimation.estimator import PerformanceEstimator
+
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
@@ -97,6 +99,44 @@ class MultivariateProfile:
         )
 
 
+OTHER_SEGMENT = "other"
+
+
+@dataclass(frozen=True)
+class SegmentProfile:
+    """One segment column's values in the reference (`segments`): the named values then `other` (every value
+    not named, and nulls), the rows of each, and per feature each value's own fitted column (its own bins
+    for a numeric feature, the profile's categories for a categorical one); None where the value had no
+    usable rows in the reference."""
+
+    column: str
+    values: tuple[str, ...]  # the named values, OTHER_SEGMENT last
+    rows: tuple[int, ...]
+    features: dict[str, tuple[ColumnProfile | None, ...]]  # feature -> per value, its fitted column
+
+    def index(self, value: str) -> int:
+        return self.values.index(value) if value in self.values[:-1] else len(self.values) - 1
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SegmentProfile:
+        return cls(column=d["column"], values=tuple(d["values"]), rows=tuple(map(int, d["rows"])),
+                   features={f: tuple(column_from_dict(c) for c in per) for f, per in d["features"].items()})
+
+
+def column_from_dict(d: dict[str, Any] | None) -> ColumnProfile | None:
+    if d is None:
+        return None
+    if d["kind"] == "numeric":
+        # jsonb prints a whole number without an exponent (1e300 as 1 and 300 zeros), which reads
+        # back as a Python int: every statistic is read back as the float it was
+        return NumericProfile(**{
+            **d, "edges": tuple(map(float, d["edges"])), "counts": tuple(d["counts"]),
+            **{k: float(d[k]) for k in ("mean", "std", "min", "max")},
+            "quantiles": {k: float(v) for k, v in d["quantiles"].items()},
+        })
+    return CategoricalProfile(**{**d, "categories": tuple(d["categories"]), "counts": tuple(d["counts"])})
+
+
 @dataclass(frozen=True)
 class ReferenceProfile:
     endpoint_id: str
@@ -116,6 +156,10 @@ class ReferenceProfile:
     multivariate: MultivariateProfile | None = None
     # a bounded sample of the reference's feature columns, when `drift.domain_classifier` was enabled
     reference_sample: dict[str, list[Any]] | None = None
+    # CBPE's calibration or DLE's loss models, when `performance.estimation` was enabled and the data had labels
+    estimator: PerformanceEstimator | None = None
+    # per segment column (`segments.columns`), its values' own histograms
+    segments: tuple[SegmentProfile, ...] = ()
 
     def column(self, name: str) -> ColumnProfile:
         if name in self.features:
@@ -130,19 +174,7 @@ class ReferenceProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
-        def col(d: dict[str, Any] | None) -> ColumnProfile | None:
-            if d is None:
-                return None
-            if d["kind"] == "numeric":
-                # jsonb prints a whole number without an exponent (1e300 as 1 and 300 zeros), which reads
-                # back as a Python int: every statistic is read back as the float it was
-                return NumericProfile(**{
-                    **d, "edges": tuple(map(float, d["edges"])), "counts": tuple(d["counts"]),
-                    **{k: float(d[k]) for k in ("mean", "std", "min", "max")},
-                    "quantiles": {k: float(v) for k, v in d["quantiles"].items()},
-                })
-            return CategoricalProfile(**{**d, "categories": tuple(d["categories"]), "counts": tuple(d["counts"])})
-
+        col = column_from_dict
         return cls(
             endpoint_id=data["endpoint_id"],
             model_version=str(data["model_version"]),
@@ -157,4 +189,6 @@ class ReferenceProfile:
             multivariate=(MultivariateProfile.from_dict(data["multivariate"]) if data.get("multivariate")
                           else None),
             reference_sample=data.get("reference_sample"),
+            estimator=PerformanceEstimator.from_dict(data["estimator"]) if data.get("estimator") else None,
+            segments=tuple(SegmentProfile.from_dict(d) for d in data.get("segments") or ()),
         )

@@ -29,6 +29,8 @@ from monitoring_lib.dynatrace.protocol import (
 )
 from monitoring_lib.results.performance import latest_labelled_window, performance_values
 from monitoring_lib.results.window import (
+    stored_app_status,
+    stored_app_statuses,
     stored_drift_summary,
     stored_feature_drift,
     stored_operational,
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 BASE_DIMENSIONS: tuple[str, ...] = ("endpoint_id", "project", "model", "model_version")
 FEATURE_DIMENSIONS: tuple[str, ...] = (*BASE_DIMENSIONS, "feature")
+SEGMENT_DIMENSIONS: tuple[str, ...] = (*BASE_DIMENSIONS, "segment")
 
 # drift_status text -> numeric level for alerting; 'skipped' and unknown statuses are not pushed.
 DRIFT_STATUS_LEVELS: dict[str, int] = {"no_drift": 0, "possible_drift": 1, "drift_detected": 2}
@@ -84,11 +87,22 @@ METRIC_TABLE: tuple[MetricDef, ...] = (
               "drift_summary.reconstruction_error: mean PCA reconstruction error, with drift.multivariate"),
     MetricDef("domain_classifier_auc", "drift.domain_classifier.auc", "gauge", BASE_DIMENSIONS,
               "drift_summary.domain_classifier_auc: the classifier's ROC AUC, with drift.domain_classifier"),
+    MetricDef("estimated_performance", "estimated_performance.{metric}", "gauge", BASE_DIMENSIONS,
+              "model_performance rows with estimated true of segment 'all' of the window, one key per metric"
+              " (CBPE or direct loss estimation, with performance.estimation)"),
+    MetricDef("estimated_performance_status", "estimated_performance.status", "gauge", BASE_DIMENSIONS,
+              "app_results performance/estimated status: 0 no_drop, 1 possible_drop, 2 drop_detected"),
+    MetricDef("segment_drift_status", "segment.drift.status", "gauge", SEGMENT_DIMENSIONS,
+              "app_results segment rows (segments): 0 no_drift, 1 possible_drift, 2 drift_detected per segment"
+              " 'column=value'; too_small segments are not pushed"),
     MetricDef("model_performance", "performance.{metric}", "gauge", BASE_DIMENSIONS,
               "model_performance rows of segment 'all' of the latest labelled window, one key per metric name,"
               " stamped with the end of the run's window (labels land after the window's own lines are sent)"),
 )
 METRICS_BY_NAME: dict[str, MetricDef] = {m.name: m for m in METRIC_TABLE}
+
+# the estimated-performance verdict -> numeric level; 'not_judged' is not pushed
+DROP_STATUS_LEVELS: dict[str, int] = {"no_drop": 0, "possible_drop": 1, "drop_detected": 2}
 
 # drift_summary rows pushed as they are: config name == drift_summary.metric
 _DRIFT_SUMMARY_METRICS = ("general_drift", "tvd_mean", "hellinger_mean", "kld_mean", "prediction_mean",
@@ -120,7 +134,8 @@ class _Builder:
         self.lines: list[MetricLine] = []
         self.skipped = 0
 
-    def add(self, name: str, value: float | None, *, metric: str = "", feature: str | None = None) -> None:
+    def add(self, name: str, value: float | None, *, metric: str = "", feature: str | None = None,
+            segment: str | None = None) -> None:
         if name not in self.wanted or value is None:
             return
         spec = METRICS_BY_NAME[name]
@@ -132,6 +147,7 @@ class _Builder:
             self.skipped += 1
             return
         dims = {**self.dims, "feature": feature} if feature is not None else self.dims
+        dims = {**dims, "segment": segment} if segment is not None else dims
         fmt = format_count_delta if spec.payload == "count" else format_gauge
         line = fmt(key, value, dims, self.timestamp)
         if line is None:
@@ -172,6 +188,14 @@ def build_interval_lines(
     total, failed = stored_quality_counts(conn, e, window_start, window_end)
     if total:
         builder.add("failed_expectations", failed)
+
+    for metric, value in performance_values(conn, e, window_start, window_end, estimated=True):
+        builder.add("estimated_performance", value, metric=metric)
+    verdict = stored_app_status(conn, e, window_start, window_end, "performance", "estimated")
+    builder.add("estimated_performance_status", DROP_STATUS_LEVELS.get(verdict or ""))
+
+    for segment, status in stored_app_statuses(conn, e, window_start, window_end, "segment"):
+        builder.add("segment_drift_status", DRIFT_STATUS_LEVELS.get(status), segment=segment)
 
     ops = stored_operational(conn, e, window_start, window_end)
     _add_operational(builder, ops, (window_end - window_start).total_seconds())

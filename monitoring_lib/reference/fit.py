@@ -5,7 +5,8 @@ plus two open outer bins, so later values beyond that range are counted rather t
 outlier in the training data would otherwise stretch the bins until the bulk of the data sits in one.
 Categorical columns keep their category frequencies plus an unseen bucket. Calibration measures
 how much each metric moves between chunks of the reference itself, which calibrated thresholds build on.
-With `drift.multivariate`, the profile also holds the PCA of the standardised numeric features.
+With `drift.multivariate`, the profile also holds the PCA of the standardised numeric features; with
+`performance.estimation`, the estimator fitted on the labelled rows (`estimation.estimator`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from monitoring_lib.compute.memory.multivariate import feature_matrix
+from monitoring_lib.compute.memory.segments import split_by_segment
 from monitoring_lib.compute.memory.summaries import category_counts, summarise_frame
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.domain import reference_sample
@@ -29,10 +31,13 @@ from monitoring_lib.drift.profile import (
     ColumnProfile,
     NumericProfile,
     ReferenceProfile,
+    SegmentProfile,
 )
+from monitoring_lib.drift.segments import choose_values
 from monitoring_lib.drift.stable import mean_std
 from monitoring_lib.drift.summaries import QUANTILE_KEYS, bin_counts
 from monitoring_lib.errors import SourceError
+from monitoring_lib.estimation.estimator import EstimationUnavailable, PerformanceEstimator, fit_estimator
 
 
 def finite_values(raw: pd.Series) -> np.ndarray:
@@ -209,4 +214,50 @@ def fit_reference(
         sample = reference_sample(df, list(src.numeric_features), list(src.categorical_features),
                                   cfg.drift.domain_classifier.sample_rows)
     return replace(profile, calibration=calibrate(df, profile, cfg), multivariate=multivariate,
-                   reference_sample=sample)
+                   reference_sample=sample, estimator=_estimator(df, label, cfg),
+                   segments=fit_segments(df, profile, cfg))
+
+
+def fit_segments(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig) -> tuple[SegmentProfile, ...]:
+    """Each segment column's values (configured, or the `top_k` most frequent, then `other`) and each value's own
+    fitted columns: a numeric feature binned over the segment's own values, a categorical one over the
+    profile's categories. The reference a window's segment is compared with."""
+    out = []
+    bins = cfg.drift.bins
+    for column in cfg.segments.columns:
+        values = choose_values(df[column], column, cfg.segments.values, cfg.segments.top_k)
+        parts = split_by_segment(df, SegmentProfile(column, values, (), {}))
+        fitted: dict[str, list[ColumnProfile | None]] = {f: [] for f in profile.features}
+        for part in parts:
+            for name, col in profile.features.items():
+                fitted[name].append(_segment_column(name, part[name], col, bins))
+        out.append(SegmentProfile(column, values, tuple(len(p) for p in parts),
+                                  {f: tuple(c) for f, c in fitted.items()}))
+    return tuple(out)
+
+
+def _segment_column(name: str, raw: pd.Series, col: ColumnProfile, bins: int) -> ColumnProfile | None:
+    if isinstance(col, NumericProfile):
+        if finite_values(raw).size == 0:
+            return None
+        return fit_numeric(name, raw, bins)
+    seen = category_counts(raw)
+    known = [seen.pop(c, 0) for c in col.categories]
+    return replace(col, counts=(*known, sum(seen.values())), count=sum(known) + sum(seen.values()),
+                   null_count=int(raw.isna().sum()))
+
+
+def _estimator(df: pd.DataFrame, label: pd.Series | None, cfg: EndpointConfig) -> PerformanceEstimator | None:
+    """The performance estimator, when `performance.estimation` is on; training data that cannot support
+    one is an error naming why, not a profile that silently estimates nothing."""
+    if not cfg.performance.estimation.enabled:
+        return None
+    src = cfg.source
+    if label is None:
+        raise SourceError(f"{cfg.endpoint_id}: performance.estimation: the training data has no label column"
+                          f" '{cfg.labels.label_column if cfg.labels else '?'}' to fit the estimator on")
+    try:
+        return fit_estimator(df, label, cfg.model.task, src.prediction_column, src.numeric_features,
+                             src.categorical_features, cfg.drift.feature.calibration_chunks)
+    except EstimationUnavailable as exc:
+        raise SourceError(f"{cfg.endpoint_id}: performance.estimation: {exc}") from exc

@@ -27,18 +27,49 @@ def latest_labelled_window(
         "SELECT p.window_start, p.window_end, r.model_version, p.label_count FROM monitoring.model_performance p"
         " LEFT JOIN monitoring.interval_runs r USING (endpoint_id, window_start, window_end)"
         " WHERE p.endpoint_id = %s AND p.segment = 'all' AND p.window_end <= %s AND p.window_end > %s"
-        " AND p.label_count >= %s ORDER BY p.window_end DESC LIMIT 1",
+        " AND NOT p.estimated AND p.label_count >= %s ORDER BY p.window_end DESC LIMIT 1",
         (endpoint_id, until, since, min_labels),
     ).fetchone()
     return None if row is None else LabelledWindow(*row)
 
 
 def performance_values(
-    conn: psycopg.Connection, endpoint_id: str, start: datetime, end: datetime
+    conn: psycopg.Connection, endpoint_id: str, start: datetime, end: datetime, estimated: bool = False
 ) -> list[tuple[str, float | None]]:
-    """The window's performance metrics of segment 'all' as (metric, value), by metric."""
+    """The window's realised (or `estimated`) performance metrics of segment 'all' as (metric, value), by metric."""
     return conn.execute(
         "SELECT metric, value FROM monitoring.model_performance"
-        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND segment = 'all' ORDER BY metric",
-        (endpoint_id, start, end),
+        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND segment = 'all'"
+        " AND estimated = %s ORDER BY metric",
+        (endpoint_id, start, end, estimated),
     ).fetchall()
+
+
+class EstimatedWindow(NamedTuple):
+    window_end: datetime
+    metric: str  # the judged metric of `performance.estimation`
+    status: str
+    estimated: float | None
+    lower: float | None
+    upper: float | None
+    realised: float | None  # None until the window's labels land
+    reference: float | None
+
+
+def estimate_history(conn: psycopg.Connection, endpoint_id: str) -> list[EstimatedWindow]:
+    """Every window's estimate of its judged metric beside the realised value of it, oldest first."""
+    rows = conn.execute(
+        """
+        SELECT a.window_end, a.extra->>'metric', a.status, e.value, e.value_lower, e.value_upper, r.value,
+               (a.extra->>'reference')::float8
+          FROM monitoring.app_results a
+          JOIN monitoring.model_performance e ON e.endpoint_id = a.endpoint_id AND e.window_start = a.window_start
+           AND e.window_end = a.window_end AND e.segment = 'all' AND e.estimated AND e.metric = a.extra->>'metric'
+          LEFT JOIN monitoring.model_performance r ON r.endpoint_id = a.endpoint_id AND r.window_start = a.window_start
+           AND r.window_end = a.window_end AND r.segment = 'all' AND NOT r.estimated AND r.metric = e.metric
+         WHERE a.endpoint_id = %s AND a.application = 'performance' AND a.metric = 'estimated'
+         ORDER BY a.window_end
+        """,
+        (endpoint_id,),
+    ).fetchall()
+    return [EstimatedWindow(*r) for r in rows]

@@ -8,7 +8,7 @@ config) disappear too, and a concurrent writer racing on the same key updates in
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -71,11 +71,15 @@ def upsert(
     return len(prepared)
 
 
-def delete_window(conn: psycopg.Connection, table: str, endpoint_id: str, start: datetime, end: datetime) -> None:
-    query = sql.SQL("DELETE FROM {t} WHERE endpoint_id = %s AND window_start = %s AND window_end = %s").format(
-        t=table_id(table)
+def delete_window(conn: psycopg.Connection, table: str, endpoint_id: str, start: datetime, end: datetime,
+                  scope: Mapping[str, Any] | None = None) -> None:
+    """The window's rows, or only those whose `scope` columns hold the given values (two writers, one table)."""
+    scope = dict(scope or {})
+    query = sql.SQL("DELETE FROM {t} WHERE endpoint_id = %s AND window_start = %s AND window_end = %s{extra}").format(
+        t=table_id(table),
+        extra=sql.SQL("").join(sql.SQL(" AND {} = %s").format(sql.Identifier(c)) for c in scope),
     )
-    conn.execute(query, (endpoint_id, start, end))
+    conn.execute(query, (endpoint_id, start, end, *scope.values()))
 
 
 def replace_window(
@@ -87,9 +91,11 @@ def replace_window(
     columns: Sequence[str],
     key_extra: Sequence[str],
     rows: Sequence[Sequence[Any]],
+    scope: Mapping[str, Any] | None = None,
 ) -> int:
-    """Rows are given without the three window columns; they are prefixed here."""
-    delete_window(conn, table, endpoint_id, start, end)
+    """Rows are given without the three window columns; they are prefixed here. With `scope`, only the
+    window's rows holding those values are replaced (`delete_window`), and the rows must hold them too."""
+    delete_window(conn, table, endpoint_id, start, end, scope)
     full_cols = ["endpoint_id", "window_start", "window_end", *columns]
     key = ["endpoint_id", "window_start", "window_end", *key_extra]
     return upsert(conn, table, full_cols, key, [(endpoint_id, start, end, *row) for row in rows])

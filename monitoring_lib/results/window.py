@@ -24,9 +24,11 @@ from monitoring_lib.results.quality import write_quality_results
 from monitoring_lib.results.tables import replace_window, upsert
 
 OPERATIONAL = ("bucket_start", "metric", "value")
-FEATURE_DRIFT = ("feature", "metric", "value", "p_value", "threshold_possible", "threshold_detected", "status")
+FEATURE_DRIFT = ("segment", "feature", "metric", "value", "p_value", "threshold_possible", "threshold_detected",
+                 "status")
 DRIFT_SUMMARY = ("metric", "value", "drift_status", "dq_state", "details")
 FEATURE_STATS = ("feature", "metric", "value")
+ESTIMATED_PERFORMANCE = ("segment", "metric", "value", "label_count", "estimated", "value_lower", "value_upper")
 APP_RESULTS = ("application", "metric", "kind", "status", "value", "extra", "schedule_time")
 INTERVAL_RUNS = ("endpoint_id", "window_start", "window_end", "status", "rows_seen", "bad_rows", "bad_row_details",
                  "dq_state", "drift_status", "model_version", "reference_version", "compute_mode", "stage_timings",
@@ -64,18 +66,24 @@ def write_window(
     summary_rows: list[tuple[Any, ...]] = []
     stats_rows: list[tuple[Any, ...]] = []
     if drift is not None:
-        feature_rows = [_pick(r, FEATURE_DRIFT) for r in drift.feature_rows]
+        feature_rows = [_pick({"segment": "all", **r}, FEATURE_DRIFT) for r in drift.feature_rows]
+        deciding = cfg.drift.feature.metric  # per segment the deciding metric alone: rows stay segments x features
+        feature_rows += [_pick({"segment": s.name, **r}, FEATURE_DRIFT) for s in results.segments if s.drift
+                         for r in s.drift.feature_rows if r["metric"] == deciding]
         details = {"reasons": list(drift.reasons), "drifted_features": list(drift.drifted_features)}
         summary_rows = [_pick({"metric": metric, "value": value, "drift_status": drift.status,
                                "dq_state": results.dq_state, "details": details if metric == "general_drift" else {}},
                               DRIFT_SUMMARY)
                         for metric, value in drift.summary.items()]
         stats_rows = [_pick(r, FEATURE_STATS) for r in drift.feature_stats_rows]
-    replace_window(conn, "feature_drift", e, start, end, list(FEATURE_DRIFT), ["feature", "metric"], feature_rows)
+    replace_window(conn, "feature_drift", e, start, end, list(FEATURE_DRIFT), ["segment", "feature", "metric"],
+                   feature_rows)
     replace_window(conn, "drift_summary", e, start, end, list(DRIFT_SUMMARY), ["metric"], summary_rows)
     replace_window(conn, "feature_stats", e, start, end, list(FEATURE_STATS), ["feature", "metric"], stats_rows)
     replace_window(conn, "app_results", e, start, end, list(APP_RESULTS), ["application", "metric"],
                    [(*a.row(), end) for a in (*results.apps, *anomalies)])
+    replace_window(conn, "model_performance", e, start, end, list(ESTIMATED_PERFORMANCE),
+                   ["segment", "metric", "estimated"], _estimated_rows(results), scope={"estimated": True})
     finished_at = datetime.now(timezone.utc)
     stored_timings: dict[str, Any] = dict(timings)
     if results.quality is not None:
@@ -90,6 +98,21 @@ def write_window(
     }
     upsert(conn, "interval_runs", list(INTERVAL_RUNS), ["endpoint_id", "window_start", "window_end"],
            [tuple(run[c] for c in INTERVAL_RUNS)])
+
+
+def _estimated_rows(results: WindowResults) -> list[tuple[Any, ...]]:
+    """The estimate's metrics as `model_performance` rows of segment 'all' and of each segment `column=value`
+    (label_count: the rows each rests on)."""
+    if results.estimate is None:
+        return []
+    out = []
+    for segment, est in (("all", results.estimate), *results.estimate.segments):
+        if all(m.value is None for m in est.metrics):  # too few rows to estimate
+            continue
+        out += [_pick({"segment": segment, "metric": m.metric, "value": m.value, "label_count": est.rows,
+                       "estimated": True, "value_lower": _finite(m.lower), "value_upper": _finite(m.upper)},
+                      ESTIMATED_PERFORMANCE) for m in est.metrics]
+    return out
 
 
 def metric_history(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime) -> pd.DataFrame:
@@ -127,10 +150,27 @@ def stored_feature_drift(
     """The window's `feature_drift` values of one drift metric for the given features, as (feature, value)."""
     return conn.execute(
         "SELECT feature, value FROM monitoring.feature_drift"
-        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s"
+        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND segment = 'all'"
         " AND metric = %s AND feature = ANY(%s) ORDER BY feature",
         (endpoint_id, start, end, metric, list(features)),
     ).fetchall()
+
+
+def stored_app_status(conn: psycopg.Connection, endpoint_id: str, start: datetime, end: datetime, application: str,
+                      metric: str) -> str | None:
+    """The status of one `app_results` row of the window (the estimated-performance verdict, say), if stored."""
+    row = conn.execute(
+        "SELECT status FROM monitoring.app_results WHERE endpoint_id = %s AND window_start = %s AND window_end = %s"
+        " AND application = %s AND metric = %s", (endpoint_id, start, end, application, metric)).fetchone()
+    return row[0] if row else None
+
+
+def stored_app_statuses(conn: psycopg.Connection, endpoint_id: str, start: datetime, end: datetime,
+                        application: str) -> list[tuple[str, str]]:
+    """(metric, status) of the window's `app_results` rows of one application (its segments, say), by metric."""
+    return conn.execute(
+        "SELECT metric, status FROM monitoring.app_results WHERE endpoint_id = %s AND window_start = %s"
+        " AND window_end = %s AND application = %s ORDER BY metric", (endpoint_id, start, end, application)).fetchall()
 
 
 def stored_quality_counts(
@@ -173,3 +213,20 @@ def multivariate_only_windows(conn: psycopg.Connection, endpoint_id: str) -> lis
         """,
         {"e": endpoint_id},
     ).fetchall()
+
+
+def segment_only_windows(conn: psycopg.Connection, endpoint_id: str) -> list[tuple[datetime, str, list[str]]]:
+    """Windows where a segment's drift was detected while the whole window's was not: (window end, segment,
+    its drifted features), oldest first. What the population's mix hid."""
+    return conn.execute(
+        """
+        SELECT a.window_end, a.metric, ARRAY(SELECT jsonb_array_elements_text(a.extra->'drifted_features'))
+          FROM monitoring.app_results a
+          JOIN monitoring.interval_runs r USING (endpoint_id, window_start, window_end)
+         WHERE a.endpoint_id = %(e)s AND a.application = 'segment' AND a.status = 'drift_detected'
+           AND r.drift_status IS DISTINCT FROM 'drift_detected'
+         ORDER BY a.window_end, a.metric
+        """,
+        {"e": endpoint_id},
+    ).fetchall()
+

@@ -24,16 +24,18 @@ def _outcomes(conn: psycopg.Connection, endpoint_id: str, since: datetime, until
     rows = conn.execute(
         """
         SELECT r.window_start, r.window_end, r.drift_status, r.dq_state,
-               coalesce(d.details->'drifted_features', '[]'::jsonb)
+               coalesce(d.details->'drifted_features', '[]'::jsonb), p.status
         FROM monitoring.interval_runs r
         LEFT JOIN monitoring.drift_summary d ON d.endpoint_id = r.endpoint_id AND d.window_start = r.window_start
              AND d.window_end = r.window_end AND d.metric = 'general_drift'
+        LEFT JOIN monitoring.app_results p ON p.endpoint_id = r.endpoint_id AND p.window_start = r.window_start
+             AND p.window_end = r.window_end AND p.application = 'performance' AND p.metric = 'estimated'
         WHERE r.endpoint_id = %s AND r.window_end > %s AND r.window_end <= %s
         ORDER BY r.window_end
         """,
         (endpoint_id, since, until),
     ).fetchall()
-    return [WindowOutcome(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
+    return [WindowOutcome(r[0], r[1], r[2], r[3], tuple(r[4]), r[5]) for r in rows]
 
 
 def decide_and_record(

@@ -19,6 +19,7 @@ class WindowOutcome:
     drift_status: str | None
     dq_state: str | None
     drifted_features: tuple[str, ...] = ()
+    performance_status: str | None = None  # the estimated-performance verdict (`performance.estimation`)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ def decide(
     other_triggers: list[datetime],
     policy: RetrainingConfig,
 ) -> Decision:
-    """Trigger when `min_detected` of the last `lookback_intervals` windows (this one included) detected drift.
+    """Trigger when `min_detected` of the last `lookback_intervals` windows (this one included) detected drift,
+    or, with `performance_drop`, an estimated performance drop (`drop_detected`).
 
     Never on a window whose data failed quality, never within the cooldown of another trigger, and
     never beyond the daily cap in any 24 hours. `history` holds earlier windows (any order);
@@ -44,23 +46,33 @@ def decide(
     """
     recent = sorted([w for w in history if w.window_end <= current.window_start], key=lambda w: w.window_end)
     recent = [*recent[-(policy.lookback_intervals - 1):], current] if policy.lookback_intervals > 1 else [current]
-    detected = [w for w in recent if w.drift_status == "drift_detected" and w.dq_state != "failed"]
+    def flagged(w: WindowOutcome) -> bool:
+        dropped = policy.performance_drop and w.performance_status == "drop_detected"
+        return w.drift_status == "drift_detected" or dropped
+
+    detected = [w for w in recent if flagged(w) and w.dq_state != "failed"]
     evidence = {
         "window": [current.window_start.isoformat(), current.window_end.isoformat()],
         "considered": [[w.window_end.isoformat(), w.drift_status, w.dq_state] for w in recent],
         "detected": len(detected),
         "required": policy.min_detected,
     }
+    if policy.performance_drop:
+        evidence["performance"] = [[w.window_end.isoformat(), w.performance_status] for w in recent]
+    what = "drift or an estimated performance drop" if policy.performance_drop else "drift"
     features = sorted({f for w in detected for f in w.drifted_features})
     if not policy.enabled:
         return Decision(False, ["retraining is disabled for this endpoint"], evidence)
     if current.dq_state == "failed":
         return Decision(False, ["this window's data failed quality checks: drift on it never triggers retraining"],
                         evidence)
-    if current.drift_status != "drift_detected":
-        return Decision(False, [f"this window's drift status is {current.drift_status or 'unknown'}"], evidence)
+    if not flagged(current):
+        performance = (f" and its estimated performance {current.performance_status or 'unknown'}"
+                       if policy.performance_drop else "")
+        return Decision(False, [f"this window's drift status is {current.drift_status or 'unknown'}{performance}"],
+                        evidence)
     if len(detected) < policy.min_detected:
-        return Decision(False, [f"drift detected in {len(detected)} of the last {len(recent)} window(s); "
+        return Decision(False, [f"{what} detected in {len(detected)} of the last {len(recent)} window(s); "
                                 f"{policy.min_detected} needed"], evidence, features)
     end = current.window_end
     others = [t for t in other_triggers if t != end]
@@ -71,9 +83,11 @@ def decide(
                                 " this one"], evidence, features)
     if _busiest_day(end, others) >= policy.daily_cap:
         return Decision(False, [f"daily cap of {policy.daily_cap} retraining run(s) reached"], evidence, features)
-    return Decision(True, [f"drift detected in {len(detected)} of the last {len(recent)} window(s) "
-                           f"(>= {policy.min_detected}); drifted features: {', '.join(features) or 'none named'}"],
-                    evidence, features)
+    drops = sum(1 for w in detected if w.drift_status != "drift_detected")
+    because = f"; {drops} of them by an estimated performance drop alone" if drops else ""
+    named = ", ".join(features) or "none named"
+    return Decision(True, [f"{what} detected in {len(detected)} of the last {len(recent)} window(s) "
+                           f"(>= {policy.min_detected}){because}; drifted features: {named}"], evidence, features)
 
 
 def _busiest_day(end: datetime, others: list[datetime]) -> int:

@@ -102,7 +102,8 @@ def test_dashboard_shows_every_pushed_metric() -> None:
 
 def test_metric_events_have_the_settings_shape() -> None:
     events = json.loads((DASH_DIR / "metric_events.json").read_text())
-    assert {e["value"]["summary"].split(": ")[1].split(" ")[0] for e in events} == {"drift", "data-quality", "error"}
+    assert {e["value"]["summary"].split(": ")[1].split(" ")[0] for e in events} == {"drift", "data-quality", "error",
+                                                                                         "performance"}
     for event in events:
         assert event["schemaId"] == "builtin:anomaly-detection.metric-events"
         assert event["scope"] == "environment"
@@ -163,6 +164,20 @@ def _fill(conn: psycopg.Connection, start: datetime, end: datetime) -> None:
             " value, label_count) VALUES (%s, %s, %s, 'all', %s, %s, 120)",
             (*w, metric, value),
         )
+    # estimated before the labels land: its own keys, never taken for the realised values
+    for metric, value in (("mae", 5.5), ("rmse", 7.5), ("roc_auc", 0.81), ("accuracy", 0.77)):
+        conn.execute(
+            "INSERT INTO monitoring.model_performance (endpoint_id, window_start, window_end, segment, metric,"
+            " value, label_count, estimated, value_lower, value_upper) VALUES (%s, %s, %s, 'all', %s, %s, 1200,"
+            " true, %s, %s)", (*w, metric, value, value * 0.9, value * 1.1),
+        )
+    for segment, status in (("region=north", "drift_detected"), ("region=other", "too_small")):
+        conn.execute("INSERT INTO monitoring.app_results (endpoint_id, window_start, window_end, application, metric,"
+                     " kind, status, schedule_time) VALUES (%s, %s, %s, 'segment', %s, 'segment_drift', %s, %s)",
+                     (*w, segment, status, end))
+    conn.execute("INSERT INTO monitoring.app_results (endpoint_id, window_start, window_end, application, metric,"
+                 " kind, status, value, schedule_time) VALUES (%s, %s, %s, 'performance', 'estimated',"
+                 " 'estimated_performance', 'drop_detected', 5.5, %s)", (*w, end))
 
 
 @pytest.fixture()
@@ -207,3 +222,11 @@ def test_sql_extension_queries_run_and_agree_with_the_push(conn: psycopg.Connect
                 assert math.isclose(float(row[metric["value"][4:]]), expected[0], rel_tol=1e-9), metric["key"]
                 compared += 1
     assert compared == 17  # 6 drift, 3 features, 1 quality, 3 operational, 4 performance
+
+
+def test_segments_and_the_estimate_have_their_own_series(pushed: dict) -> None:
+    [(dims, level)] = pushed["mlmon.segment.drift.status"]  # too_small is no level: not pushed
+    assert dims["segment"] == "region=north" and level == 2.0
+    assert [v for _, v in pushed["mlmon.estimated_performance.mae"]] == [5.5]
+    assert [v for _, v in pushed["mlmon.estimated_performance.status"]] == [2.0]
+    assert [v for _, v in pushed["mlmon.performance.mae"]] != [5.5]  # the realised series keeps its own values

@@ -56,6 +56,8 @@ KEY_PANELS = {
     ("mlmon-kpis", "Business KPIs"),
     ("mlmon-kpis", "Model performance by bucket"),
     ("mlmon-kpis", "Anomaly bands: $feature"),
+    ("mlmon-kpis", "Estimated vs realised performance"),
+    ("mlmon-details", "Drift per segment"),
 }
 
 
@@ -169,7 +171,7 @@ def test_every_datasource_reference_is_the_provisioned_uid(path: Path):
 def test_template_variables_are_query_variables_on_the_datasource():
     expected = {
         "mlmon-overview": {"project"},
-        "mlmon-details": {"project", "endpoint", "feature"},
+        "mlmon-details": {"project", "endpoint", "feature", "segment"},
         "mlmon-performance": {"project", "endpoint"},
         "mlmon-applications": {"project", "endpoint"},
         "mlmon-kpis": {"project", "endpoint", "feature"},
@@ -215,6 +217,7 @@ def test_provisioning_uses_the_fixed_uid_and_secrets_from_the_environment():
     rules = _alert_rules()
     assert {r["uid"] for r in rules} == {
         "mlmon-drift-detected", "mlmon-data-quality-failed", "mlmon-error-rate-high", "mlmon-no-data",
+        "mlmon-estimated-performance-drop",
     }
     for rule in rules:
         refs = {d["refId"]: d for d in rule["data"]}
@@ -337,7 +340,23 @@ def seed(conn: psycopg.Connection) -> None:
                 for segment in ("all", "0-2000", "2000-5000", "10000-20000"):
                     for metric, value in (("mae", 310.0 + 20 * i), ("rmse", 450.0 + 25 * i),
                                           ("mape", 0.12 + 0.01 * i), ("r2", 0.81 - 0.02 * i)):
-                        perf.append((endpoint, ws, we, segment, metric, value, 300))
+                        perf.append((endpoint, ws, we, segment, metric, value, 300, False, None, None))
+            if endpoint == ENDPOINT_A:  # one region drifts in the last windows while the population does not
+                for region, level in (("north", "drift_detected" if i >= 4 else "no_drift"), ("south", "no_drift"),
+                                      ("other", "too_small")):
+                    apps.append((endpoint, ws, we, "segment", f"region={region}", "segment_drift", level,
+                                 0.3 if level == "drift_detected" else 0.05,
+                                 Jsonb({"rows": 400 if region == "north" else 800 if region == "south" else 20,
+                                        "reference_rows": 5000, "missing_values": 3, "errors": 1,
+                                        "latency_avg": 41.5, "reasons": [],
+                                        "drifted_features": ["claimed_amount"] if level == "drift_detected"
+                                        else []}), we))
+            if endpoint == ENDPOINT_A:  # estimated in every window, before and after its labels land
+                for metric, value in (("mae", 300.0 + 30 * i), ("rmse", 440.0 + 30 * i)):
+                    perf.append((endpoint, ws, we, "all", metric, value, 1200, True, value - 20, value + 20))
+                apps.append((endpoint, ws, we, "performance", "estimated", "estimated_performance",
+                             "drop_detected" if i == 5 else "no_drop", 300.0 + 30 * i,
+                             Jsonb({"metric": "mae", "method": "dle", "reference": 300.0}), we))
             apps += [
                 (endpoint, ws, we, "drift", "general_drift", "drift", status, general, Jsonb({}), we),
                 (endpoint, ws, we, "latency_slo", "p95_over_budget_share", "metric", "ok", 0.02 * i,
@@ -367,7 +386,7 @@ def seed(conn: psycopg.Connection) -> None:
     _rows(conn, "operational_metrics", ("endpoint_id", "window_start", "window_end", "bucket_start", "metric",
                                         "value"), ops)
     _rows(conn, "model_performance", ("endpoint_id", "window_start", "window_end", "segment", "metric",
-                                      "value", "label_count"), perf)
+                                      "value", "label_count", "estimated", "value_lower", "value_upper"), perf)
     _rows(conn, "app_results", ("endpoint_id", "window_start", "window_end", "application", "metric", "kind",
                                 "status", "value", "extra", "schedule_time"), apps)
     _rows(conn, "retraining_events", ("endpoint_id", "window_start", "window_end", "event_type", "triggered",
@@ -480,6 +499,14 @@ def test_key_panels_show_the_seeded_values(readonly: psycopg.Connection):
         "reconstruction error", "upper band (drift_detected)", "lower band (drift_detected)"}
     last = [r["value"] for r in multivariate if r["metric"] == "reconstruction error"][-1]
     assert last == pytest.approx(0.1 + 0.05 * 5)
+    segments = panel_result("mlmon-details", "Drift per segment", endpoint=ENDPOINT_A)
+    assert [(r["Segment"], r["Drift Status"]) for r in segments] == [
+        ("all", "drift_detected"), ("region=north", "drift_detected"), ("region=south", "no_drift"),
+        ("region=other", "too_small")]
+    assert segments[1]["Drifted features"] == "claimed_amount" and segments[1]["Rows"] == 400
+    assert segments[0]["Rows"] == 1200 and segments[2]["Latency avg (ms)"] == pytest.approx(41.5)
+    only = panel_result("mlmon-details", "Drift per segment", endpoint=ENDPOINT_A, segment=["region=south"])
+    assert [r["Segment"] for r in only] == ["region=south"]
     auc = panel_result("mlmon-details", "Domain classifier AUC", endpoint=ENDPOINT_A)
     assert [r["value"] for r in auc] == pytest.approx([0.5 + 0.05 * i for i in range(6)])
     features = panel_result("mlmon-details", "Features analysis", endpoint=ENDPOINT_A)
@@ -495,13 +522,26 @@ def test_key_panels_show_the_seeded_values(readonly: psycopg.Connection):
     buckets = panel_result("mlmon-kpis", "Model performance by bucket", endpoint=[ENDPOINT_A])
     assert [r["Bucket"] for r in buckets] == ["all", "0-2000", "2000-5000", "10000-20000"]
     assert buckets[0]["MAE"] == pytest.approx(370.0) and buckets[0]["Accuracy"] is None
+    assert buckets[0]["Labels"] == 300  # the realised rows alone: estimated ones rest on 1200 predictions
+    versus = panel_result("mlmon-kpis", "Estimated vs realised performance", endpoint=[ENDPOINT_A])
+    assert len(versus) == 6 and {r["metric"] for r in versus} == {f"{ENDPOINT_A} mae"}
+    assert [r["estimated"] for r in versus] == pytest.approx([300.0 + 30 * i for i in range(6)])
+    assert [r["realised"] for r in versus] == [310.0 + 20 * i for i in range(4)] + [None, None]
+    assert versus[3]["realised minus estimated"] == pytest.approx(370.0 - 390.0)
+    assert versus[0]["band lower"] == pytest.approx(280.0) and versus[0]["band upper"] == pytest.approx(320.0)
 
     latency = panel_result("mlmon-performance", "Average latency", endpoint=[ENDPOINT_A])
     assert len(latency) == 72
     assert latency[0]["5-minute average"] == pytest.approx(40.0)
     assert latency[11]["1-hour rolling average"] is not None
-    pie = panel_result("mlmon-applications", "Drift status by category")
+    applications = _resolve_variables(readonly, dashboards["mlmon-applications"])["application"]
+    assert "segment" in applications  # segments are one more application to pick
+    pie = panel_result("mlmon-applications", "Drift status by category",
+                       application=[a for a in applications if a != "segment"])
     assert pie == [{"No drift": 5, "Possible drift": 2, "Drift detected": 2}]
+    # north drifted in two windows, south never; too_small is no drift status
+    assert panel_result("mlmon-applications", "Drift status by category") == [
+        {"No drift": 5 + 10, "Possible drift": 2, "Drift detected": 2 + 2}]
 
 
 def test_alert_rule_queries_fire_for_the_right_endpoints(readonly: psycopg.Connection):
@@ -522,4 +562,5 @@ def test_alert_rule_queries_fire_for_the_right_endpoints(readonly: psycopg.Conne
         "mlmon-data-quality-failed": {ENDPOINT_A},
         "mlmon-error-rate-high": {ENDPOINT_A},
         "mlmon-no-data": {ENDPOINT_B},
+        "mlmon-estimated-performance-drop": {ENDPOINT_A},
     }

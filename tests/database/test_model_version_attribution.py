@@ -209,7 +209,8 @@ def test_the_migration_back_fills_the_history_from_promotions_and_runs(empty_db_
                          " VALUES ('retrained', %s, %s, 'training', 'promoted', %s, %s, %s)",
                          (t + (at - 1) * HOUR, t + at * HOUR, before, after, t + at * HOUR + timedelta(minutes=20)))
         conn.commit()
-        assert [m.version for m in migrations.upgrade(conn)] == [5]
+        applied = [m.version for m in migrations.upgrade(conn)]
+        assert applied[0] == 5 and applied == [m.version for m in migrations.available() if m.version > 4]
         conn.commit()
         history = conn.execute("SELECT endpoint_id, model_version, promoted_at FROM monitoring.model_versions"
                                " ORDER BY 1, 3").fetchall()

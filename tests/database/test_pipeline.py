@@ -36,9 +36,12 @@ def demo_db(conn, db_url):
     return seed_and_fit(conn, db_url)
 
 
-def seed_and_fit(conn: psycopg.Connection, db_url: str) -> str:
-    """The 12-hour demo scenario with its reference profile fitted; returns the database URL."""
-    seeded = seed_demo(conn, end=END, hours=12, rows_per_hour=400, seed=5, now=END + timedelta(hours=1))
+def seed_and_fit(conn: psycopg.Connection, db_url: str, *, hours: int = 12, rows_per_hour: int = 400,
+                 now: datetime | None = None) -> str:
+    """The demo scenario of `hours` ending at END, labels landed by `now` (END + 1 h), with its reference
+    profile fitted; returns the database URL."""
+    seeded = seed_demo(conn, end=END, hours=hours, rows_per_hour=rows_per_hour, seed=5,
+                       now=now or END + timedelta(hours=1))
     conn.commit()
     cfg = demo_config()
     training, _ = read_training_data(db_url, table=f"public.{TRAINING_TABLE}")
@@ -116,7 +119,7 @@ def test_performance_fills_in_as_labels_land(demo_db, conn):
     result = recompute_recent(demo_db, cfg, START + timedelta(hours=3))
     assert result["windows"] == 3
     rows = conn.execute("SELECT segment, metric, value, label_count FROM monitoring.model_performance"
-                        " WHERE window_start = %s", (START,)).fetchall()
+                        " WHERE window_start = %s AND NOT estimated", (START,)).fetchall()
     overall = {r[1]: r[2] for r in rows if r[0] == "all"}
     assert set(overall) == {"mae", "rmse", "mape", "r2", "unusable_rows"} and overall["r2"] > 0.5
     assert overall["unusable_rows"] == 0
@@ -131,7 +134,7 @@ def test_performance_fills_in_as_labels_land(demo_db, conn):
         other.commit()
     assert recompute_recent(demo_db, cfg, START + timedelta(hours=3))["windows"] == 1
     count = conn.execute("SELECT label_count FROM monitoring.model_performance WHERE window_start = %s"
-                         " AND segment = 'all' AND metric = 'mae'", (START,)).fetchone()[0]
+                         " AND segment = 'all' AND metric = 'mae' AND NOT estimated", (START,)).fetchone()[0]
     assert count == [r for r in rows if r[0] == "all"][0][3] - len(deleted)
 
 

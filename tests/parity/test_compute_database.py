@@ -28,8 +28,8 @@ QUERIES = {
     "operational_metrics": "SELECT bucket_start, metric, value FROM monitoring.operational_metrics ORDER BY 1, 2",
     "data_quality_results": "SELECT expectation_id, expectation_type, column_name, success, unexpected_count,"
                             " unexpected_percent, severity FROM monitoring.data_quality_results ORDER BY 1",
-    "feature_drift": "SELECT feature, metric, value, p_value, threshold_possible, threshold_detected, status"
-                     " FROM monitoring.feature_drift ORDER BY 1, 2",
+    "feature_drift": "SELECT segment, feature, metric, value, p_value, threshold_possible, threshold_detected,"
+                     " status FROM monitoring.feature_drift ORDER BY 1, 2, 3",
     "drift_summary": "SELECT metric, value, drift_status, dq_state, details FROM monitoring.drift_summary ORDER BY 1",
     "feature_stats": "SELECT feature, metric, value FROM monitoring.feature_stats ORDER BY 1, 2",
     "app_results": "SELECT application, metric, kind, status, value FROM monitoring.app_results ORDER BY 1, 2",

@@ -17,7 +17,7 @@ LIB = Path(__file__).resolve().parents[2] / "monitoring_lib"
 LAYERS: dict[str, int] = {
     "errors": 1, "migrations": 1, "db": 1, "config": 1, "schedule": 1, "sql_common": 1,
     "drift.registration": 1, "drift.registry": 1, "drift.metrics": 1,
-    "drift": 2, "quality": 2, "applications": 2, "source": 2,
+    "drift": 2, "estimation": 2, "quality": 2, "applications": 2, "source": 2,
     "compute": 3, "reference.fit": 3,
     "results": 4,
     "compute.groups": 5, "reference": 5, "runner": 5, "performance": 5, "retraining": 5, "dynatrace": 5,

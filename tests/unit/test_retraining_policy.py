@@ -103,3 +103,24 @@ def test_airflow_intervals_as_pendulum_datetimes_and_off_the_grid():
 ])
 def test_durations_read_as_people_write_them(value, text):
     assert format_duration(parse_duration(value)) == text
+
+
+def test_an_estimated_performance_drop_counts_only_with_performance_drop_on():
+    def dropped(i: int) -> WindowOutcome:
+        return WindowOutcome(T0 + i * H, T0 + (i + 1) * H, "no_drift", "passed", (), "drop_detected")
+
+    off = decide(dropped(2), [dropped(0), dropped(1)], [], POLICY)
+    assert not off.trigger and off.reasons == ["this window's drift status is no_drift"]
+    on = RetrainingConfig(performance_drop=True)
+    d = decide(dropped(2), [w(0, "no_drift"), dropped(1)], [], on)
+    assert d.trigger and d.drifted_features == []
+    assert d.reasons[0].startswith("drift or an estimated performance drop detected in 2 of the last 3 window(s)")
+    assert "2 of them by an estimated performance drop alone" in d.reasons[0]
+    assert d.evidence["performance"][-1][1] == "drop_detected"
+    # mixed: drift in one window, a drop in another
+    assert decide(w(2), [dropped(1)], [], on).trigger
+    # a drop on data that failed quality is no evidence either
+    failed = WindowOutcome(T0 + H, T0 + 2 * H, "skipped", "failed", (), "drop_detected")
+    assert not decide(dropped(2), [w(0, "no_drift"), failed], [], on).trigger
+    quiet = decide(w(2, "no_drift"), [], [], on)
+    assert quiet.reasons == ["this window's drift status is no_drift and its estimated performance unknown"]

@@ -97,7 +97,7 @@ def fine_buckets(col: NumericProfile, band_k: float, cuts: Sequence[float] = ())
 
 
 def bucket_key(col: ColumnProfile, fine: dict[str, Fine], pgtype: str, p: Params) -> sql.Composed:
-    """The counts scan's key of a column: one function call per row, decoded by `_decode`.
+    """The counts scan's key of a column: one function call per row, decoded by `decode_bucket`.
 
     A numeric value's `width_bucket` over the fine edges framed by -float max, +Infinity and NaN
     (PostgreSQL orders NaN above every number): 0 for -Infinity, 1 + the fine bucket for a finite
@@ -112,7 +112,7 @@ def bucket_key(col: ColumnProfile, fine: dict[str, Fine], pgtype: str, p: Params
         cats=p([*col.categories, None], "::text[]"), k=category_key(col.name, pgtype))
 
 
-def _decode(col: ColumnProfile, fine: dict[str, Fine], key: int | None) -> int:
+def decode_bucket(col: ColumnProfile, fine: dict[str, Fine], key: int | None) -> int:
     """A `bucket_key` as the column's fine bucket or category slot, or a sentinel (`NULL_BUCKET`, ...)."""
     if isinstance(col, NumericProfile):
         if key is None:
@@ -171,7 +171,7 @@ def group_counts(rows: list[tuple], cols: list[ColumnProfile], fine: dict[str, F
     for row in rows:
         flags, keys, count = row[:k], row[k:2 * k], row[2 * k]
         i = flags.index(0)
-        b = _decode(cols[i], fine, keys[i])  # -Infinity and +Infinity share one sentinel
+        b = decode_bucket(cols[i], fine, keys[i])  # -Infinity and +Infinity share one sentinel
         out[i][b] = out[i].get(b, 0) + int(count)
     return out
 

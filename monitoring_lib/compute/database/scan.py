@@ -97,7 +97,7 @@ def summary_columns(cfg: EndpointConfig, profile: ReferenceProfile | None) -> li
     return cols
 
 
-def _summaries(
+def bucket_summaries(
     cols: list[ColumnProfile], counts: list[dict[int, int]], fine: dict[str, Fine], non_finite_as_null: bool
 ) -> tuple[dict[str, ColumnSummary], dict[str, QuantilePlan]]:
     """Counts of every column from its buckets (moments and quantiles still empty), and each quantile plan."""
@@ -198,7 +198,7 @@ def summaries_in_database(
             moments_job = side.submit(lambda on: run("moments", moments_queries, moments_params, on=on)[0])
         counts = group_counts(run("counts", *counts_query(cfg, cols, fine, types, start, end),
                                    execute=count_buckets), cols, fine) if cols else []
-        summaries, plans = _summaries(cols, counts, fine, non_finite_as_null)
+        summaries, plans = bucket_summaries(cols, counts, fine, non_finite_as_null)
         if pending is not None:
             pending.take_counts(answers.counting(counts))
         redo = {c.name for c, b in zip(cols, counts, strict=True) if b.get(INF_BUCKET) or b.get(NAN_BUCKET)}

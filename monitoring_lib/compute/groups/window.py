@@ -15,13 +15,14 @@ from datetime import datetime
 
 from monitoring_lib.compute.database.bad_rows import bad_rows_in_database
 from monitoring_lib.compute.database.multivariate import error_in_database
+from monitoring_lib.compute.database.segments import segments_in_database
 from monitoring_lib.compute.database.snapshot import window_snapshot
 from monitoring_lib.compute.database.window import compute_in_database
 from monitoring_lib.compute.domain import domain_wanted, window_domain
 from monitoring_lib.compute.groups import partials
 from monitoring_lib.compute.groups.partials import GroupPartial, core_columns, merged_quality, mismatch
 from monitoring_lib.compute.memory.window import compute_in_memory, frame_results, read_frame
-from monitoring_lib.compute.window_results import StageTimer, WindowResults
+from monitoring_lib.compute.window_results import StageTimer, WindowResults, segments_wanted
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
 from monitoring_lib.drift.engine import multivariate_model
@@ -54,6 +55,11 @@ def compute_with_groups(
             # the formula the frame would give (`compute.database.multivariate`)
             with stage("drift"), query_errors(cfg.endpoint_id, "multivariate drift query"):
                 error = error_in_database(conn, cfg, model, source_types, start, end)
+        segment_counts = None
+        if why is None and len(df) and segments_wanted(profile, cfg):
+            # a segment's rows span every group's features: counted in SQL, as the database mode does
+            with stage("segments"), query_errors(cfg.endpoint_id, "segment query"):
+                segment_counts = segments_in_database(conn, cfg, profile, source_types, start, end)  # type: ignore[arg-type]
     if why is not None:
         return _unmerged(url, cfg, profile, model_version, start, end, now, stage, why, retry)
     if df.empty:
@@ -62,7 +68,8 @@ def compute_with_groups(
     merged = {name: summary for g in groups for name, summary in g.summaries.items()}
     domain = (lambda: window_domain(url, cfg, profile, start, end)) if domain_wanted(profile, cfg) else None
     return frame_results(df, cfg, profile, start, end, now, stage, bad, types, quality=quality, summaries=merged,
-                         domain=domain, multivariate=lambda: error)
+                         domain=domain, multivariate=lambda: error,
+                         segment_counts=None if segment_counts is None else lambda: segment_counts)
 
 
 def _unmerged(

@@ -19,12 +19,15 @@ from monitoring_lib.compute.memory.kpis import compute_kpis
 from monitoring_lib.compute.memory.multivariate import frame_error
 from monitoring_lib.compute.memory.operational import bucket_metrics
 from monitoring_lib.compute.memory.quality import run_quality
+from monitoring_lib.compute.memory.segments import frame_segment_counts
 from monitoring_lib.compute.memory.summaries import summarise_and_compute, summarise_frame
 from monitoring_lib.compute.window_results import (
     StageTimer,
     WindowResults,
     drift_app_results,
     drift_not_computed,
+    segment_app_results,
+    segments_wanted,
 )
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
@@ -32,6 +35,7 @@ from monitoring_lib.drift.domain import DomainResult
 from monitoring_lib.drift.engine import DriftResult, compute_drift, multivariate_model, prediction_columns
 from monitoring_lib.drift.multivariate import WindowError
 from monitoring_lib.drift.profile import ReferenceProfile
+from monitoring_lib.drift.segments import SegmentCounts, SegmentResult, judge_segments
 from monitoring_lib.drift.summaries import ColumnSummary
 from monitoring_lib.quality.results import QualityOutcome
 from monitoring_lib.source import describe_source, read_window
@@ -90,6 +94,7 @@ def frame_results(
     summaries: Mapping[str, ColumnSummary] | None = None,
     domain: Callable[[], DomainResult] | None = None,
     multivariate: Callable[[], WindowError | None] | None = None,
+    segment_counts: Callable[[], list[SegmentCounts]] | None = None,
 ) -> WindowResults:
     """Every check and summary of the window's frame.
 
@@ -97,15 +102,18 @@ def frame_results(
     `summaries`: columns already summarised elsewhere (feature groups); the frame's own drift columns
     are summarised here. `domain`: the domain classifier's job, run on the drift thread.
     `multivariate`: the reconstruction error from elsewhere (feature groups: in SQL), else from the frame.
+    `segment_counts`: the segments' counts from elsewhere (feature groups: in SQL), else from the frame.
     """
     # columns read for KPIs alone leave the frame the checks, drift and user applications see
     kpi_only = pd.DataFrame({c: df.pop(c) for c in kpi_only_columns(cfg) if c in df}, index=df.index)
     drift_wanted = cfg.drift.enabled and profile is not None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlmon-drift") as pool:
-        # Drift is NumPy work that releases the GIL; run it beside Great Expectations (mostly Python)
-        # and keep its result only if the quality policy lets drift through.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlmon-drift") as pool:
+        # Drift (and the segments' counts, on the second worker) is NumPy work that releases the GIL; run it
+        # beside Great Expectations (mostly Python) and keep it only if the quality policy lets drift through.
         pending = (pool.submit(_drift, df, profile, cfg, stage, summaries, domain, multivariate)
                    if drift_wanted else None)
+        counting = segment_counts or (lambda: frame_segment_counts(df, profile, cfg))  # type: ignore[arg-type]
+        by_segment = pool.submit(_timed, stage, "segments", counting) if segments_wanted(profile, cfg) else None
         with stage("operational"):
             operational = tuple(bucket_metrics(df, cfg, start, end))
         if cfg.quality.enabled and quality is None:
@@ -115,20 +123,31 @@ def frame_results(
                 quality = run_quality(df, cfg, profile, start, end, now=now, repeated=repeated)
         drift_status = drift_not_computed(cfg, profile, quality.state if quality else None)
         drift = None
+        segments: tuple[SegmentResult, ...] = ()
         if drift_status is None and pending is not None:
             drift = pending.result()
             drift_status = drift.status
-        elif pending is not None:
-            pending.cancel()
+            if by_segment is not None:
+                segments = judge_segments(by_segment.result(), profile, cfg)  # type: ignore[arg-type]
+        else:
+            for job in (pending, by_segment):
+                if job is not None:
+                    job.cancel()
     with stage("applications"):
         apps = compute_kpis(df, cfg, types, kpi_only)
         if drift is not None:
             apps += drift_app_results(drift, cfg.drift.feature.metric)
+            apps += segment_app_results(cfg, profile, segments)
         apps += run_user_applications(df, profile, cfg)
     ts = df[cfg.source.timestamp_column]
     return WindowResults(bad=bad, first_ts=ts.min().to_pydatetime(), last_ts=ts.max().to_pydatetime(),
                          operational=operational, quality=quality, drift=drift, drift_status=drift_status,
-                         apps=tuple(apps))
+                         apps=tuple(apps), segments=segments)
+
+
+def _timed(stage: StageTimer, name: str, job: Callable[[], list[SegmentCounts]]) -> list[SegmentCounts]:
+    with stage(name):
+        return job()
 
 
 def _drift(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig, stage: StageTimer,
