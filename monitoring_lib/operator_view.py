@@ -110,9 +110,31 @@ def app_findings(conn: psycopg.Connection, endpoint_id: str, start: datetime, en
         SELECT application, metric, kind, status, value, extra
         FROM monitoring.app_results
         WHERE endpoint_id = %(e)s AND window_start = %(s)s AND window_end = %(w)s
-          AND status NOT IN ('ok', 'no_drift')
+          AND status NOT IN ('ok', 'no_drift') AND application NOT IN ('segment', 'performance')
         ORDER BY status = 'error' DESC, status = 'drift_detected' DESC, application, metric
         """, {"e": endpoint_id, "s": start, "w": end})
+
+
+def window_segments(conn: psycopg.Connection, endpoint_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """The window's segments (`segments`), each against its own reference: drifted first, then by name."""
+    return _rows(conn, """
+        SELECT metric AS segment, status, value, extra
+        FROM monitoring.app_results
+        WHERE endpoint_id = %(e)s AND window_start = %(s)s AND window_end = %(w)s AND application = 'segment'
+        ORDER BY CASE status WHEN 'drift_detected' THEN 0 WHEN 'possible_drift' THEN 1 WHEN 'no_drift' THEN 2
+                 ELSE 3 END, metric
+        """, {"e": endpoint_id, "s": start, "w": end})
+
+
+def window_estimate(conn: psycopg.Connection, endpoint_id: str, start: datetime,
+                    end: datetime) -> dict[str, Any] | None:
+    """The window's estimated-performance verdict (`performance.estimation`), if it has one."""
+    found = _rows(conn, """
+        SELECT status, value, extra FROM monitoring.app_results
+        WHERE endpoint_id = %(e)s AND window_start = %(s)s AND window_end = %(w)s
+          AND application = 'performance' AND metric = 'estimated'
+        """, {"e": endpoint_id, "s": start, "w": end})
+    return found[0] if found else None
 
 
 def retraining_history(conn: psycopg.Connection, endpoint_ids: list[str],
@@ -200,7 +222,8 @@ def filter_and_sort(items: list[dict[str, Any]], state: str | None, sort: str | 
 
 def endpoint_detail(conn: psycopg.Connection, endpoint_id: str, *, windows: int = 96,
                     now: datetime | None = None) -> dict[str, Any] | None:
-    """One endpoint's overview with a longer strip, drifted features with metric values, and retraining history."""
+    """One endpoint's overview with a longer strip, drifted features with metric values, its segments and
+    estimated performance, and retraining history."""
     found = overviews(conn, windows=windows, now=now, endpoint_ids={endpoint_id})
     if not found:
         return None
@@ -210,5 +233,7 @@ def endpoint_detail(conn: psycopg.Connection, endpoint_id: str, *, windows: int 
     item["feature_drift"] = (drifted_features(conn, endpoint_id, last["window_start"], last["window_end"])
                              if last else [])
     item["app_findings"] = app_findings(conn, endpoint_id, last["window_start"], last["window_end"]) if last else []
+    item["segments"] = window_segments(conn, endpoint_id, last["window_start"], last["window_end"]) if last else []
+    item["estimate"] = window_estimate(conn, endpoint_id, last["window_start"], last["window_end"]) if last else None
     item["retraining_history"] = retraining_history(conn, [endpoint_id], 50)[endpoint_id]
     return item

@@ -246,6 +246,19 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _estimate(est: dict[str, Any] | None) -> str:
+    """The estimate of the judged metric before labels land, its band and the verdict, in one line."""
+    if est is None:
+        return '<p class="muted">performance.estimation is off</p>'
+    x = est["extra"] or {}
+    if est["value"] is None:
+        return f"<p>{_badge(est['status'], 'none')} {_t(x.get('reason') or x.get('error') or '')}</p>"
+    css = {"drop_detected": "bad", "possible_drop": "warn", "no_drop": "ok"}.get(est["status"], "none")
+    return (f"<p>{_badge(est['status'], css)} estimated {_t(x.get('metric'))} {_num(est['value'])}"
+            f" (realised expected in {_num(x.get('lower'))} to {_num(x.get('upper'))}) against"
+            f" {_num(x.get('reference'))} on the reference, by {_t(x.get('method'))} on {_t(x.get('rows'))} rows</p>")
+
+
 def render_detail(e: dict[str, Any], base: str, grafana: dict[str, str] | None) -> str:
     summary = _table(HEADERS[1:], [[_stale_cell(e), strip(e["windows"]), _dq_cell(e), _drift_cell(e),
                                     _failed_run_cell(e), _retraining_cell(e), _links_cell(e)]])
@@ -267,6 +280,12 @@ def render_detail(e: dict[str, Any], base: str, grafana: dict[str, str] | None) 
           _badge(a["status"], DRIFT_CSS.get(a["status"], "bad" if a["status"] == "error" else "warn")),
           _num(a["value"]), _t(json.dumps(a["extra"], default=str)[:200]) if a["extra"] else "-"]
          for a in e["app_findings"]])
+    segments = _table(
+        ["Segment", "Drift", "Rows", "Reference rows", "Drifted features", "Missing values", "Errors"],
+        [[f"<strong>{_t(g['segment'])}</strong>",
+          _badge(g["status"], DRIFT_CSS.get(g["status"], "none")), _t(g["extra"].get("rows")),
+          _t(g["extra"].get("reference_rows")), _t(", ".join(g["extra"].get("drifted_features") or []) or "-"),
+          _t(g["extra"].get("missing_values")), _t(g["extra"].get("errors"))] for g in e["segments"]])
     history = _table(
         ["At", "Event", "Window", "Outcome", "Versions", "Reasons"],
         [[_t(_time(r["created_at"])), _t(r["event_type"]), _t(_time(r["window_end"])), _t(r["outcome"]),
@@ -280,6 +299,9 @@ def render_detail(e: dict[str, Any], base: str, grafana: dict[str, str] | None) 
             + "<h2>Failed checks in the last window</h2>"
             + (checks_list(e["failed_checks"], True) or '<p class="muted">none</p>')
             + "<h2>Application findings in the last window</h2>" + apps
+            + "<h2>Segments in the last window</h2>"
+            + (segments if e["segments"] else '<p class="muted">no segments configured</p>')
+            + "<h2>Estimated performance in the last window</h2>" + _estimate(e["estimate"])
             + f"<h2>Windows ({len(e['windows'])}, newest first)</h2>" + windows
             + "<h2>Retraining history</h2>" + history)
     return page(f"Model Monitoring: {e['endpoint_id']}", body, _header_links(base, grafana))

@@ -148,6 +148,10 @@ def main() -> int:
     check(failures, "critical" in detail, "failed critical checks are listed")
     check(failures, "multivariate reconstruction error" in detail and "outside the reference band" in detail,
           "the multivariate drift reason is on the endpoint page")
+    check(failures, "Segments in the last window" in detail and "region=north" in detail,
+          "the endpoint page lists the last window's segments")
+    check(failures, "Estimated performance in the last window" in detail and "estimated mae" in detail,
+          "the endpoint page shows the estimated MAE and its band")
     check(failures, "No endpoint is in this state" in filtered, "the last window is clean, so quality_failed is empty")
     for name in ("list.png", "endpoint.png"):
         path = args.out / name

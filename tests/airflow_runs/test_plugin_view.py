@@ -126,6 +126,23 @@ def seeded(conn: psycopg.Connection) -> psycopg.Connection:
             """INSERT INTO monitoring.app_results (endpoint_id, window_start, window_end, application, metric, kind,
                    status, value, extra, schedule_time) VALUES ('drifty', %s, %s, %s, %s, 'kpi', %s, 0.42, %s, %s)""",
             (NOW - 3 * HOUR, NOW - 2 * HOUR, app, metric, status, Jsonb({"note": "<b>x</b>"}), NOW))
+    for segment, status, extra in (
+            ("region=north", "drift_detected", {"rows": 400, "reference_rows": 5000, "drifted_features": ["age"],
+                                                "missing_values": 2, "errors": 1}),
+            ("region=south", "no_drift", {"rows": 900, "reference_rows": 9000, "drifted_features": []}),
+            ("region=other", "too_small", {"rows": 12, "reference_rows": 80, "drifted_features": []})):
+        conn.execute(
+            """INSERT INTO monitoring.app_results (endpoint_id, window_start, window_end, application, metric, kind,
+                   status, value, extra, schedule_time)
+               VALUES ('drifty', %s, %s, 'segment', %s, 'segment_drift', %s, 0.3, %s, %s)""",
+            (NOW - 3 * HOUR, NOW - 2 * HOUR, segment, status, Jsonb(extra), NOW))
+    conn.execute(
+        """INSERT INTO monitoring.app_results (endpoint_id, window_start, window_end, application, metric, kind,
+               status, value, extra, schedule_time)
+           VALUES ('drifty', %s, %s, 'performance', 'estimated', 'estimated_performance', 'drop_detected', 912.5,
+                   %s, %s)""",
+        (NOW - 3 * HOUR, NOW - 2 * HOUR, Jsonb({"metric": "mae", "method": "dle", "rows": 1200, "lower": 850.0,
+                                                "upper": 975.0, "reference": 700.0}), NOW))
     _event(conn, "drifty", NOW - 2 * HOUR, "decision", "trigger", NOW - 2 * HOUR + timedelta(minutes=5))
     _event(conn, "drifty", NOW - 2 * HOUR, "training", "promoted", NOW - 2 * HOUR + timedelta(minutes=30))
     _window(conn, "old", NOW - timedelta(days=2))
@@ -248,9 +265,18 @@ def test_endpoint_page_has_the_detail(view: ModuleType, seeded, db_url: str) -> 
     assert "<td><strong>age</strong></td><td>hellinger</td><td>0.61</td>" in features
     assert "<td>psi</td><td>0.3</td>" in features and '<span class="badge warn">possible_drift</span>' in features
     assert "income" not in features
-    apps = text[text.index("Application findings"):text.index("Windows (")]
+    apps = text[text.index("Application findings"):text.index("Segments in the last window")]
     assert apps.index("general_drift") < apps.index("large_claims") and "share" not in apps
     assert '<span class="badge warn">anomaly</span>' in apps and "&lt;b&gt;x&lt;/b&gt;" in apps
+    assert "region=" not in apps and "estimated" not in apps  # each has its own section
+    segments = text[text.index("Segments in the last window"):text.index("Estimated performance in")]
+    assert segments.index("region=north") < segments.index("region=south") < segments.index("region=other")
+    assert '<span class="badge bad">drift_detected</span>' in segments and "<td>age</td>" in segments
+    assert "<td>400</td><td>5000</td>" in segments and "too_small" in segments
+    estimate = text[text.index("Estimated performance in"):text.index("Windows (")]
+    assert '<span class="badge bad">drop_detected</span> estimated mae 912.5' in estimate
+    assert "realised expected in 850 to 975) against 700 on the reference, by dle on 1200 rows" in estimate
+    assert "no segments configured" in client.get("/endpoints/healthy").text
     history = text[text.index("Retraining history"):]
     assert history.index("promoted") < history.index("trigger")
     assert "drift_detected in 3 of the last 6 windows" in history
