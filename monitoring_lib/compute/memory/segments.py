@@ -33,13 +33,14 @@ def _order(raw: pd.Series, seg: SegmentProfile) -> tuple[np.ndarray, np.ndarray]
 def frame_segment_counts(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig) -> list[SegmentCounts]:
     src = cfg.source
     out = []
+    columns = _ColumnCache(df)  # each feature read once, whatever the number of segment columns
     for seg in profile.segments:
         if seg.column not in cfg.segments.columns:
             continue
         order, bounds = _order(df[seg.column], seg)
         slices = [slice(bounds[i], bounds[i + 1]) for i in range(len(seg.values))]
         own = [segment_columns(profile, seg, i) for i in range(len(seg.values))]
-        per_feature = {name: _counts(df[name], [o[name] for o in own], order, slices) for name in src.features}
+        per_feature = {name: _counts(columns, name, [o[name] for o in own], order, slices) for name in src.features}
         errors = latency = None
         if src.error_column and src.error_column in df:
             flags = df[src.error_column].to_numpy(dtype=bool)[order]
@@ -55,13 +56,40 @@ def frame_segment_counts(df: pd.DataFrame, profile: ReferenceProfile, cfg: Endpo
     return out
 
 
-def _counts(raw: pd.Series, cols: list, order: np.ndarray, slices: list[slice]) -> list[ColumnSummary]:
+class _ColumnCache:
+    """A feature's nulls, numbers and category codes, computed on first use and shared by the segment columns."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.df = df
+        self._nulls: dict[str, np.ndarray] = {}
+        self._numbers: dict[str, np.ndarray] = {}
+        self._codes: dict[str, np.ndarray] = {}
+
+    def nulls(self, name: str) -> np.ndarray:
+        if name not in self._nulls:
+            self._nulls[name] = self.df[name].isna().to_numpy()
+        return self._nulls[name]
+
+    def numbers(self, name: str) -> np.ndarray:
+        if name not in self._numbers:
+            raw = pd.to_numeric(self.df[name], errors="coerce")
+            self._numbers[name] = raw.to_numpy(dtype=float, na_value=np.nan)
+        return self._numbers[name]
+
+    def codes(self, name: str, categories: tuple[str, ...]) -> np.ndarray:
+        if name not in self._codes:  # every segment shares the profile's categories
+            self._codes[name] = category_codes(self.df[name], categories)
+        return self._codes[name]
+
+
+def _counts(columns: _ColumnCache, name: str, cols: list, order: np.ndarray,
+            slices: list[slice]) -> list[ColumnSummary]:
     """Per segment, the column's counts over that segment's own column (`_numeric_summary` and
     `_categorical_summary` place values the same way), with its null and invalid counts."""
-    nulls = raw.isna().to_numpy()[order]
+    nulls = columns.nulls(name)[order]
     first = cols[0]
     if isinstance(first, NumericProfile):
-        x = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)[order]
+        x = columns.numbers(name)[order]
         finite = np.isfinite(x)
         out = []
         for col, s in zip(cols, slices, strict=True):
@@ -71,7 +99,7 @@ def _counts(raw: pd.Series, cols: list, order: np.ndarray, slices: list[slice]) 
                                      int(nulls[s].sum()), int((~finite[s] & ~nulls[s]).sum())))
         return out
     assert isinstance(first, CategoricalProfile)
-    codes = category_codes(raw, first.categories)[order]  # every segment shares the profile's categories
+    codes = columns.codes(name, first.categories)[order]
     out = []
     for col, s in zip(cols, slices, strict=True):
         part = codes[s]
