@@ -30,17 +30,17 @@ def build(cfg):  # noqa: ANN001, ANN201
         @task.sensor(poke_interval=60, timeout=cfg.schedule.grace_period.total_seconds() + 3600, mode="reschedule")
         def wait_for_data(data_interval_start=None, data_interval_end=None, params=None) -> PokeReturnValue:
             from mlmon_airflow import task_errors
-            from monitoring_lib.schedule import window_ready
+            from monitoring_lib.tasks import wait_for_window
             with task_errors():  # bad window params fail at once, naming the param
-                done, window = window_ready(cfg, data_interval_start, data_interval_end, params)
+                done, window = wait_for_window(cfg, data_interval_start, data_interval_end, params)
             return PokeReturnValue(is_done=done, xcom_value=window)
 
         @task
         def summarise_group(window: dict, group: int, params=None) -> dict:
             from mlmon_airflow import database_url, task_errors
-            from monitoring_lib.compute.groups.partials import summarise_from_task
+            from monitoring_lib.tasks import summarise_feature_group
             with task_errors():
-                return summarise_from_task(database_url(), cfg, window, group, force=params["force_recompute"])
+                return summarise_feature_group(database_url(), cfg, window, group, force=params["force_recompute"])
 
         @task(outlets=SUMMARY_ASSETS)
         def compute_interval(window: dict, groups=None, params=None, **context) -> dict:  # noqa: ANN001, ANN003
@@ -56,16 +56,16 @@ def build(cfg):  # noqa: ANN001, ANN201
         @task(retries=6, retry_delay=timedelta(minutes=1), trigger_rule="all_done")  # after model_performance
         def push_dynatrace() -> dict:
             from mlmon_airflow import database_url, dynatrace_client, task_errors
-            from monitoring_lib.dynatrace.command import push_from_task
+            from monitoring_lib.tasks import push_dynatrace as push
             with task_errors():
-                return push_from_task(database_url(), dynatrace_client(), e)
+                return push(database_url(), dynatrace_client(), e)
 
         @task
         def model_performance(report: dict) -> dict:
             from mlmon_airflow import database_url, task_errors
-            from monitoring_lib.performance import recompute_recent
+            from monitoring_lib.tasks import model_performance as recompute
             with task_errors():
-                return recompute_recent(database_url(), cfg, report["window_end"], report["window_start"])
+                return recompute(database_url(), cfg, report)
 
         @task(trigger_rule="one_failed")  # a leaf, so a failed model_performance fails the run
         def performance_failed(ti=None) -> None:  # noqa: ANN001
@@ -75,9 +75,9 @@ def build(cfg):  # noqa: ANN001, ANN201
         @task.short_circuit
         def decide_retraining(report: dict):  # noqa: ANN202 - the trigger's conf, or False
             from mlmon_airflow import database_url, task_errors
-            from monitoring_lib.retraining.decisions import decide_for_report
+            from monitoring_lib.tasks import decide_retraining as decide
             with task_errors():
-                return decide_for_report(database_url(), cfg, report)
+                return decide(database_url(), cfg, report)
 
         trigger = TriggerDagRunOperator(  # records its outcome on the decision: a failed one starts no cooldown
             task_id="trigger_retraining", trigger_dag_id=cfg.retraining.target_dag,

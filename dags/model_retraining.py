@@ -33,7 +33,7 @@ def model_retraining():
     def retrain(params=None) -> dict:
         from mlmon_airflow import database_url, task_errors
         from monitoring_lib.config import get_endpoint
-        from monitoring_lib.retraining.job import retrain as run_retraining
+        from monitoring_lib.tasks import retrain as run_retraining
 
         with task_errors():
             return run_retraining(database_url(), get_endpoint(params["endpoint_id"]), dict(params))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 # Each command imports what it runs when it runs: the computing modules take about 1.8 s to import, which
 # `mlmon --help`, `mlmon status` or a config error should not pay.
+from monitoring_lib import migrations  # psycopg only
 from monitoring_lib.db import command_database, mlmon_home
 from monitoring_lib.errors import ConfigError, DatabaseUnavailableError, MonitoringError
 
@@ -33,12 +34,11 @@ def parse_time(text: str) -> datetime:
 
 
 def _require_schema(conn) -> None:  # noqa: ANN001
-    if conn.execute("SELECT to_regclass('monitoring.interval_runs')").fetchone()[0] is None:
+    if not migrations.installed(conn):
         raise MonitoringError("schema 'monitoring' is missing in this database: run `mlmon db upgrade` first")
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from monitoring_lib import migrations
     from monitoring_lib.db import connect
 
     with command_database(upgrade_embedded=False) as url, connect(url) as conn:

@@ -25,7 +25,9 @@ DATABASE_URL_ENV = "MLMON_DATABASE_URL"
 AIRFLOW_CONN_ENV = "AIRFLOW_CONN_MONITORING_DB"
 _SHOWN = ("host", "port", "dbname", "user")
 # extras PostgresHook reads itself; it passes every other extra to libpq as a connection parameter
-_HOOK_EXTRAS = {"cursor", "sqlalchemy_scheme", "sqlalchemy_query"}
+# extras PostgresHook reads itself and never hands to libpq (its `ignored_extra_options`, less the cloud logins)
+_HOOK_EXTRAS = {"cursor", "sqlalchemy_scheme", "sqlalchemy_query", "cluster-identifier", "workgroup-name",
+                "aws_conn_id"}
 _UNSUPPORTED_EXTRAS = {"iam", "redshift", "redshift-serverless", "azure_conn_id"}
 
 
@@ -41,9 +43,13 @@ def redact(url: str) -> str:
 
 def connection_url(conn_type: str | None, host: str | None, login: str | None, password: str | None,
                    port: int | str | None, schema: str | None, extra: Mapping[str, Any] | None = None) -> str:
-    """A postgresql URL from an Airflow Connection's fields, connecting as PostgresHook would: login and
-    password URL-encoded, the extras as libpq parameters. Shared by the DAG tasks and the CLI so both
-    reach the same database from the same Connection."""
+    """A postgresql URL from an Airflow Connection's fields, connecting as PostgresHook's `get_conn` does: login
+    and password URL-encoded, the extras as libpq parameters. Shared by the DAG tasks and the CLI (which
+    imports no Airflow) so both reach the same database from the same Connection.
+
+    Not `Connection.get_uri()` (it renders non-string extras as one `__extra__` JSON parameter, which libpq
+    rejects) nor `PostgresHook.get_uri()` (a SQLAlchemy URL: `postgresql+psycopg`, which libpq and ADBC
+    reject, and without the libpq extras such as `sslmode` that the hook's own connections use)."""
     if conn_type not in ("postgres", "postgresql"):
         raise ConfigError([f"the monitoring_db Connection is of type '{conn_type or ''}', expected postgres"])
     extra = dict(extra or {})

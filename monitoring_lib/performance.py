@@ -22,6 +22,7 @@ from monitoring_lib.dynatrace.lines import build_performance_lines, performance_
 from monitoring_lib.errors import SourceError
 from monitoring_lib.results.endpoints import window_version
 from monitoring_lib.results.outbox import stage_lines
+from monitoring_lib.results.performance import computed_windows, stored_label_counts
 from monitoring_lib.results.profiles import load_active_profile
 from monitoring_lib.results.tables import replace_window
 from monitoring_lib.source import describe_relation, describe_source
@@ -191,8 +192,8 @@ def _labelled(
                                        *(f"segment:{c}" for c in segment_columns)])
 
 
-def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime,
-                     window_start: str | datetime | None = None) -> dict:
+def recompute_recent(url: str, cfg: EndpointConfig, window_end: datetime,
+                     window_start: datetime | None = None) -> dict:
     """Recompute performance for the windows within `labels.lookback` whose label counts changed.
 
     Then queue the newest labelled window's metrics for Dynatrace under the run's window
@@ -200,24 +201,14 @@ def recompute_recent(url: str, cfg: EndpointConfig, window_end: str | datetime,
     """
     if cfg.labels is None:
         return {"windows": 0, "reason": "no label source configured"}
-    end = datetime.fromisoformat(window_end) if isinstance(window_end, str) else window_end
+    end = window_end
     interval = cfg.schedule.interval
-    start = (end - interval if window_start is None
-             else datetime.fromisoformat(window_start) if isinstance(window_start, str) else window_start)
+    start = end - interval if window_start is None else window_start
     updated = []
     since = end - max(cfg.labels.lookback, interval)
     with connect(url) as conn:
-        spans = conn.execute(
-            "SELECT window_start, window_end, model_version FROM monitoring.interval_runs WHERE endpoint_id = %s"
-            " AND status = 'ok' AND window_end <= %s AND window_end > %s ORDER BY window_start",
-            (cfg.endpoint_id, end, since),
-        ).fetchall()
-        # rows used plus rows unusable: every labelled row the window had when it was last computed
-        stored = dict(((r[0], r[1]), r[2]) for r in conn.execute(
-            "SELECT window_start, window_end, label_count + value::bigint FROM monitoring.model_performance"
-            " WHERE endpoint_id = %s AND segment = 'all' AND metric = %s AND NOT estimated AND window_end > %s",
-            (cfg.endpoint_id, UNUSABLE, since),
-        ).fetchall())
+        spans = computed_windows(conn, cfg.endpoint_id, since, end)
+        stored = stored_label_counts(conn, cfg.endpoint_id, since, UNUSABLE)
         types = _column_types(conn, cfg) if spans else {}
         profiles: dict[str | None, tuple[SegmentProfile, ...]] = {}
         for start_w, end_w, version in spans:

@@ -17,7 +17,7 @@ import psycopg
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.db import connect
-from monitoring_lib.operator_view import drifted_features, failed_checks
+from monitoring_lib.results.view import drifted_features, failed_checks, run_details
 
 log = logging.getLogger(__name__)
 MAX_CHECKS = 20  # failed checks carried by name; the count is always complete
@@ -70,10 +70,8 @@ def window_outcome(conn: psycopg.Connection, report: dict[str, Any]) -> WindowOu
     """The outcome of the window an interval report describes, read back from what was stored."""
     e, start, end = report["endpoint_id"], datetime.fromisoformat(report["window_start"]), \
         datetime.fromisoformat(report["window_end"])
-    run = conn.execute(
-        "SELECT bad_row_details, compute_mode FROM monitoring.interval_runs"
-        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s", (e, start, end)).fetchone()
-    by_reason = {str(k): int(v) for k, v in (run[0] if run else {}).items() if isinstance(v, int | float)}
+    run = run_details(conn, e, start, end) or {}
+    by_reason = {str(k): int(v) for k, v in (run.get("bad_row_details") or {}).items() if isinstance(v, int | float)}
     checks = failed_checks(conn, e, start, end)
     drift = _drift_rows(drifted_features(conn, e, start, end))
     return WindowOutcome(
@@ -86,7 +84,7 @@ def window_outcome(conn: psycopg.Connection, report: dict[str, Any]) -> WindowOu
                         "unexpected": c["unexpected_count"]} for c in checks[:MAX_CHECKS]],
         drift_status=report["drift_status"], drifted=drift[:MAX_FEATURES], reasons=list(report.get("reasons") or []),
         model_version=report.get("model_version"), reference_version=report.get("reference_version"),
-        compute_mode=run[1] if run else None, dynatrace_lines=int(report.get("dynatrace_lines") or 0),
+        compute_mode=run.get("compute_mode"), dynatrace_lines=int(report.get("dynatrace_lines") or 0),
         timings=dict(report.get("timings") or {}), reused=bool(report.get("reused")),
     )
 

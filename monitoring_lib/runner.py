@@ -10,7 +10,6 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
 
 import psycopg
 
@@ -36,7 +35,7 @@ from monitoring_lib.estimation.estimator import Estimate
 from monitoring_lib.results.endpoints import ensure_endpoint, refresh_endpoint_totals, window_version
 from monitoring_lib.results.outbox import stage_lines
 from monitoring_lib.results.profiles import load_active_profile
-from monitoring_lib.results.report import IntervalReport, no_drift_reasons, stored_failed_critical, stored_report
+from monitoring_lib.results.report import IntervalReport, no_drift_reasons
 from monitoring_lib.results.window import metric_history, write_window
 from monitoring_lib.schedule import check_window
 from monitoring_lib.sql_common import query_errors
@@ -94,7 +93,7 @@ def run_interval(
 
     report = _report(cfg, start, end, model_version, profile.version if profile else None, results, lines, stage)
     if results.dq_state == "failed":
-        _quality_gate(cfg, start, end, results.failed_critical)
+        enforce_quality_gate(cfg, start, end, results.failed_critical)
     return report
 
 
@@ -135,7 +134,7 @@ def _report(cfg: EndpointConfig, start: datetime, end: datetime, model_version: 
     )
 
 
-def _quality_gate(cfg: EndpointConfig, start: datetime, end: datetime, failed_critical: list[str],
+def enforce_quality_gate(cfg: EndpointConfig, start: datetime, end: datetime, failed_critical: list[str],
                   stored: bool = False) -> None:
     """`on_failure: fail_task` fails the task for a failed window, whether computed now or reused."""
     if cfg.quality.on_failure == "fail_task":
@@ -155,24 +154,3 @@ def _stage_dynatrace(conn: psycopg.Connection, cfg: EndpointConfig, start: datet
     batch = build_interval_lines(conn, cfg, start, end, model_version)
     # the performance series of this window are staged by the performance task: leave them
     return stage_lines(conn, cfg.endpoint_id, start, end, batch, family=(performance_key_prefix(cfg), False))
-
-
-def compute_or_reuse(
-    url: str, cfg: EndpointConfig, window: dict[str, str], *, force: bool = False,
-    groups: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The task-facing entry point: ISO window in, small JSON-safe report out (for XCom).
-
-    `groups` are the mapped feature-group tasks' results when the endpoint is split over workers.
-    """
-    start = datetime.fromisoformat(window["start"])
-    end = datetime.fromisoformat(window["end"])
-    if not force:
-        current = stored_report(url, cfg, start, end)
-        if current is not None:
-            if current.dq_state == "failed":  # the stored verdict; `force_recompute` re-checks after a config fix
-                _quality_gate(cfg, current.window_start, current.window_end,
-                              stored_failed_critical(url, cfg, current.window_start, current.window_end), stored=True)
-            return {**current.to_dict(), "reused": True}
-    partials = None if groups is None else [GroupPartial.from_json(g) for g in groups if not g.get("reused")]
-    return {**run_interval(url, cfg, start, end, groups=partials).to_dict(), "reused": False}

@@ -10,12 +10,12 @@ none is zero-width (which would silently record `no_data`).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from monitoring_lib.errors import MonitoringError, WindowParamError
 
 if TYPE_CHECKING:
-    from monitoring_lib.config import EndpointConfig
+    pass
 
 
 def floor_to_interval(moment: datetime, interval: timedelta, anchor: datetime) -> datetime:
@@ -91,13 +91,3 @@ def _parse(name: str, value: str | datetime) -> datetime:
 def grace_passed(window_end: datetime, grace: timedelta, now: datetime | None = None) -> bool:
     """Late rows are expected up to `grace` after the window closes; only then is it computed."""
     return standard(now or datetime.now(timezone.utc)) >= standard(window_end) + grace
-
-
-def window_ready(
-    cfg: EndpointConfig, data_interval_start: datetime | None, data_interval_end: datetime | None,
-    params: dict[str, Any],
-) -> tuple[bool, dict[str, str]]:
-    """The sensor's answer for a run: whether its window's grace period is over, and the window as ISO text."""
-    start, end = resolve_window(data_interval_start, data_interval_end, cfg.schedule.interval,
-                                cfg.schedule.start_date, params.get("window_start"), params.get("window_end"))
-    return grace_passed(end, cfg.schedule.grace_period), {"start": start.isoformat(), "end": end.isoformat()}

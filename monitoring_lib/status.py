@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from monitoring_lib.results.endpoints import list_endpoints
+from monitoring_lib.results.view import window_summaries
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -39,24 +40,11 @@ def render_status(conn: psycopg.Connection, *, windows: int = 12, endpoint_id: s
 
 
 def _endpoint_windows(conn: psycopg.Connection, endpoint_id: str, limit: int) -> str:
-    rows = conn.execute(
-        """
-        SELECT r.window_start, r.rows_seen, r.bad_rows, r.dq_state, r.drift_status,
-               (SELECT value FROM monitoring.drift_summary d WHERE d.endpoint_id = r.endpoint_id
-                  AND d.window_start = r.window_start AND d.window_end = r.window_end
-                  AND d.metric = 'general_drift') AS general,
-               (SELECT details->'drifted_features' FROM monitoring.drift_summary d
-                 WHERE d.endpoint_id = r.endpoint_id AND d.window_start = r.window_start
-                   AND d.window_end = r.window_end AND d.metric = 'general_drift') AS drifted
-        FROM monitoring.interval_runs r WHERE r.endpoint_id = %s
-        ORDER BY r.window_start DESC LIMIT %s
-        """,
-        (endpoint_id, limit),
-    ).fetchall()
+    rows = window_summaries(conn, endpoint_id, limit)
     if not rows:
         return f"no windows recorded for endpoint '{endpoint_id}'"
     return _table(
         ["window start", "rows", "bad", "data quality", "drift", "general", "drifted features"],
-        [[_fmt(r[0]), _fmt(r[1]), _fmt(r[2]), _fmt(r[3]), _fmt(r[4]), _fmt(r[5]), ", ".join(r[6] or []) or "-"]
-         for r in reversed(rows)],
+        [[_fmt(r["window_start"]), _fmt(r["rows_seen"]), _fmt(r["bad_rows"]), _fmt(r["dq_state"]),
+          _fmt(r["drift_status"]), _fmt(r["general_drift"]), ", ".join(r["drifted_features"]) or "-"] for r in rows],
     )

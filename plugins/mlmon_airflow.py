@@ -57,7 +57,7 @@ def refuse_paused_target(context) -> None:  # noqa: ANN001 - Airflow's task cont
 def record_retraining_trigger(context) -> None:  # noqa: ANN001 - Airflow's task context
     """Success, skipped and failure callback of trigger_retraining: stores whether the retraining run started
     (skipped means the run already exists), so a failed trigger never starts a cooldown."""
-    from monitoring_lib.retraining.decisions import record_trigger
+    from monitoring_lib.tasks import record_trigger
 
     ti = context["ti"]
     conf = ti.xcom_pull(task_ids="decide_retraining")

@@ -35,12 +35,12 @@ def compute_task(cfg: EndpointConfig, window: dict[str, str], force: bool, group
                  context: dict[str, Any], assets: list) -> dict[str, Any]:
     """compute_interval's body: the interval's report for XCom, and its outcome published."""
     # the scheduler loads this plugin for its listener: the runner (pandas, SciPy) only where a task runs
-    from monitoring_lib.runner import compute_or_reuse
+    from monitoring_lib.tasks import compute_window
 
     url = database_url()
     try:
         with task_errors():
-            report = compute_or_reuse(url, cfg, window, force=force, groups=groups)
+            report = compute_window(url, cfg, window, force=force, groups=groups)
     except Exception as exc:
         if isinstance(exc.__cause__, QualityGateFailed):  # fail_task: the window is stored, then the task fails
             publish_stored(url, cfg, window, context)

@@ -33,6 +33,8 @@ import monitoring_view_html as views
 from monitoring_lib import operator_view
 from monitoring_lib.db import connect
 from monitoring_lib.errors import DatabaseUnavailableError
+from monitoring_lib.results.endpoints import list_endpoints
+from monitoring_lib.results.view import schema_readable
 
 GRAFANA_URL_ENV = "MLMON_GRAFANA_URL"
 OVERVIEW_DASHBOARD_UID = "mlmon-overview"
@@ -165,7 +167,7 @@ def create_app(database_url_factory: Callable[[], str] | None = None) -> FastAPI
     app = FastAPI(title="Model Monitoring", docs_url=None, redoc_url=None, openapi_url=None)
 
     def visible(conn: psycopg.Connection, allowed: af.DagFilter, endpoint_id: str | None = None) -> set[str]:
-        ids = [endpoint_id] if endpoint_id else [r["endpoint_id"] for r in operator_view.list_endpoints(conn)]
+        ids = [endpoint_id] if endpoint_id else [r["endpoint_id"] for r in list_endpoints(conn)]
         permitted = allowed([af.monitor_dag_id(i) for i in ids])
         return {i for i in ids if af.monitor_dag_id(i) in permitted}
 
@@ -237,7 +239,7 @@ def create_app(database_url_factory: Callable[[], str] | None = None) -> FastAPI
     def health() -> JSONResponse:
         """Anonymous and minimal: a status word, nothing about endpoints or the database error."""
         try:
-            db.read(lambda c: c.execute("SELECT 1 FROM monitoring.model_endpoints LIMIT 1").fetchall())
+            db.read(schema_readable)
         except MonitoringDataUnavailable:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})

@@ -83,7 +83,12 @@ class EndpointConfig(_Frozen):
         if not_categorical:
             raise ValueError(f"segments.columns: not a configured categorical feature: {not_categorical}"
                              " (a segment is a value of a categorical column the model already reads)")
+        if self.retraining.segment_drift and not self.segments.columns:
+            raise ValueError("retraining.segment_drift: needs `segments.columns`, the segments whose drift counts")
         estimation = self.performance.estimation
+        if self.retraining.performance_drop and not estimation.enabled:
+            raise ValueError("retraining.performance_drop: needs `performance.estimation.enabled`, the estimate whose"
+                             " drop counts")
         if estimation.enabled:
             allowed = ESTIMATED_METRICS[self.model.task]
             if estimation.metric is not None and estimation.metric not in allowed:

@@ -313,6 +313,8 @@ class RetrainingConfig(_Frozen):
     holdout_fraction: float = Field(0.25, gt=0, lt=1)
     # a window whose estimated performance dropped (`performance.estimation`, drop_detected) counts as drift does
     performance_drop: bool = False
+    # a window where a segment (`segments`) reached drift_detected counts as drift does, naming the segment
+    segment_drift: bool = False
 
     @field_validator("training_callable")
     @classmethod

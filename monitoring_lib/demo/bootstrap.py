@@ -39,6 +39,7 @@ from monitoring_lib.performance import recompute_recent
 from monitoring_lib.reference import fit_and_store, read_training_data
 from monitoring_lib.results.endpoints import current_version, ensure_endpoint
 from monitoring_lib.results.profiles import load_active_profile
+from monitoring_lib.results.view import has_windows
 from monitoring_lib.runner import run_interval
 from monitoring_lib.schedule import windows
 
@@ -116,8 +117,7 @@ def _compute_history(url: str, cfg: EndpointConfig, end: datetime) -> int:
     """On first start (no window stored yet), compute the seeded hours and their performance."""
 
     with connect(url) as conn:
-        done = {r[0] for r in conn.execute(
-            "SELECT window_start FROM monitoring.interval_runs WHERE endpoint_id = %s LIMIT 1", (cfg.endpoint_id,))}
+        done = has_windows(conn, cfg.endpoint_id)
     if done:
         return 0
     todo = windows(end - timedelta(hours=HISTORY_HOURS), end, cfg.schedule.interval)

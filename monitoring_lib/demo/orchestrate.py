@@ -15,7 +15,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from monitoring_lib import migrations
 from monitoring_lib.config import get_endpoint
@@ -27,7 +26,11 @@ from monitoring_lib.dynatrace.client import client_from_env
 from monitoring_lib.dynatrace.command import configured, export_pending
 from monitoring_lib.dynatrace.push import push_pending
 from monitoring_lib.reference import fit_and_store, read_training_data
+from monitoring_lib.results.endpoints import current_version
 from monitoring_lib.results.performance import EstimatedWindow, estimate_history
+from monitoring_lib.results.retraining_events import started_and_trained
+from monitoring_lib.results.tables import delete_endpoint
+from monitoring_lib.results.view import drifted_window_counts
 from monitoring_lib.results.window import multivariate_only_windows, segment_only_windows
 from monitoring_lib.schedule import windows
 from monitoring_lib.status import render_status
@@ -45,9 +48,7 @@ def say(text: str) -> None:
 
 def reset_endpoint(conn: psycopg.Connection, endpoint_id: str) -> None:
     """A demo re-run starts from the same state, so nothing piles up or accumulates versions."""
-    for table in RESULT_TABLES:
-        conn.execute(sql.SQL("DELETE FROM {} WHERE endpoint_id = %s").format(sql.Identifier("monitoring", table)),
-                     (endpoint_id,))
+    delete_endpoint(conn, endpoint_id, RESULT_TABLES)
 
 
 def airflow_env(home: Path, url: str) -> dict[str, str]:
@@ -152,10 +153,7 @@ def _dynatrace(url: str, lines_file: Path) -> str:
 def render_report(conn: psycopg.Connection, events: list[dict]) -> str:
 
     out = ["", "Per interval:", render_status(conn, windows=1000, endpoint_id=ENDPOINT_ID), ""]
-    drifted = conn.execute(
-        "SELECT feature, count(*) FROM monitoring.feature_drift WHERE endpoint_id = %s AND status = 'drift_detected'"
-        " AND segment = 'all'"
-        " AND metric = 'hellinger' GROUP BY feature ORDER BY 2 DESC", (ENDPOINT_ID,)).fetchall()
+    drifted = drifted_window_counts(conn, ENDPOINT_ID, "hellinger")
     out.append("Drifted features (windows with drift_detected): "
                + (", ".join(f"{f} ({n})" for f, n in drifted) or "none"))
     together = multivariate_only_windows(conn, ENDPOINT_ID)
@@ -167,17 +165,15 @@ def render_report(conn: psycopg.Connection, events: list[dict]) -> str:
                + (", ".join(f"{segment} in the window ending {end:%Y-%m-%d %H:%M} ({', '.join(features)})"
                             for end, segment, features in hidden) or "none"))
     out.append(estimate_line(estimate_history(conn, ENDPOINT_ID)))
-    for row in conn.execute(
-            "SELECT window_end, event_type, outcome, reasons, model_version_before, model_version_after"
-            " FROM monitoring.retraining_events WHERE endpoint_id = %s AND (triggered OR event_type = 'training')"
-            " ORDER BY window_end, event_type", (ENDPOINT_ID,)):
-        if row[1] == "decision":
-            out.append(f"Retraining triggered for the window ending {row[0]:%Y-%m-%d %H:%M}: {'; '.join(row[3])}")
+    for e in started_and_trained(conn, ENDPOINT_ID):
+        if e["event_type"] == "decision":
+            out.append(f"Retraining triggered for the window ending {e['window_end']:%Y-%m-%d %H:%M}:"
+                       f" {'; '.join(e['reasons'])}")
         else:
-            out.append(f"Retraining outcome: {row[2]} (model version {row[4]} -> {row[5] or row[4]})")
-    version = conn.execute("SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s",
-                           (ENDPOINT_ID,)).fetchone()
-    out.append(f"Model version in service now: {version[0] if version else '-'}")
+            before = e["model_version_before"]
+            out.append(f"Retraining outcome: {e['outcome']} (model version {before} ->"
+                       f" {e['model_version_after'] or before})")
+    out.append(f"Model version in service now: {current_version(conn, ENDPOINT_ID) or '-'}")
     return "\n".join(out)
 
 

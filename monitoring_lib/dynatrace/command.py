@@ -9,10 +9,9 @@ from typing import TextIO
 
 from monitoring_lib.config import format_duration
 from monitoring_lib.db import connect
-from monitoring_lib.dynatrace.client import URL_ENV, IngestClient, client_from_env
+from monitoring_lib.dynatrace.client import URL_ENV, client_from_env
 from monitoring_lib.dynatrace.push import push_pending
-from monitoring_lib.errors import DynatraceUnavailableError
-from monitoring_lib.results.outbox import MAX_AGE, oldest_sendable_ms, pending_lines, tidy
+from monitoring_lib.results.outbox import MAX_AGE, oldest_sendable_ms, pending_lines
 
 
 def push_command(url: str, *, dry_run: bool, endpoint_id: str | None, out: TextIO) -> int:
@@ -34,23 +33,6 @@ def push_command(url: str, *, dry_run: bool, endpoint_id: str | None, out: TextI
     for error in report.errors:
         out.write(f"error: {error}\n")
     return 0 if not report.errors else 3
-
-
-def push_from_task(url: str, client: IngestClient | None, endpoint_id: str) -> dict:
-    """Airflow task body: push this endpoint's pending lines; an outage raises so only this task retries."""
-    if client is None:
-        with connect(url) as conn:
-            expired = tidy(conn, endpoint_id=endpoint_id)
-            conn.commit()
-        return {"status": "not_configured", "expired": expired,
-                "detail": f"no dynatrace_default Connection and no {URL_ENV}: lines stay in "
-                "monitoring.dynatrace_outbox while they are under an hour old (Dynatrace takes no older points)"}
-    with client:
-        report = push_pending(lambda: connect(url), client, endpoint_id=endpoint_id)
-    if report.errors:
-        raise DynatraceUnavailableError("; ".join(report.errors))
-    return {"status": "ok", "sent": report.sent, "invalid": report.invalid, "expired": report.expired,
-            "held_back": report.skipped, "batches": report.batches, "retries": report.retries}
 
 
 def export_pending(url: str, path: Path, endpoint_id: str | None = None) -> int:

@@ -36,6 +36,11 @@ def applied(conn: psycopg.Connection) -> set[int]:
     return {row[0] for row in conn.execute("SELECT version FROM monitoring.schema_migrations")}
 
 
+def installed(conn: psycopg.Connection) -> bool:
+    """Whether the summary tables exist in this database (`mlmon db upgrade` has run at least once)."""
+    return conn.execute("SELECT to_regclass('monitoring.interval_runs')").fetchone()[0] is not None
+
+
 def upgrade(conn: psycopg.Connection) -> list[Migration]:
     """Apply missing migrations in order, each in its own transaction; returns what was applied."""
     done: list[Migration] = []

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from monitoring_lib.config import EndpointConfig
+from monitoring_lib.results.tables import document
 from monitoring_lib.source import window_model_version
 
 
@@ -95,10 +96,11 @@ def window_version(conn: psycopg.Connection, cfg: EndpointConfig, window_start: 
             or current_version(conn, cfg.endpoint_id) or cfg.model.version)
 
 
-def current_version(conn: psycopg.Connection, endpoint_id: str) -> str | None:
-    row = conn.execute(
-        "SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s", (endpoint_id,)
-    ).fetchone()
+def current_version(conn: psycopg.Connection, endpoint_id: str, *, lock: bool = False) -> str | None:
+    """The version the registry says is in service; `lock` holds the row to the end of the transaction, so
+    two promotions cannot race."""
+    query = "SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s"
+    row = conn.execute(query + " FOR UPDATE" if lock else query, (endpoint_id,)).fetchone()
     return None if row is None else str(row[0])
 
 
@@ -154,3 +156,10 @@ def list_endpoints(conn: psycopg.Connection) -> list[dict[str, Any]]:
             """
         )
         return cur.fetchall()
+
+
+def set_served_model(conn: psycopg.Connection, endpoint_id: str, version: str, artifact: dict[str, Any]) -> None:
+    """Put a promoted model in service; windows computed from now on belong to it (with `record_promotion`)."""
+    conn.execute(
+        "UPDATE monitoring.model_endpoints SET model_version = %s, model_artifact = %s, updated_at = now()"
+        " WHERE endpoint_id = %s", (version, document(artifact), endpoint_id))

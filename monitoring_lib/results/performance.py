@@ -73,3 +73,22 @@ def estimate_history(conn: psycopg.Connection, endpoint_id: str) -> list[Estimat
         (endpoint_id,),
     ).fetchall()
     return [EstimatedWindow(*r) for r in rows]
+
+
+def computed_windows(conn: psycopg.Connection, endpoint_id: str, since: datetime,
+                     until: datetime) -> list[tuple[datetime, datetime, str | None]]:
+    """Windows computed without error and ending in (since, until], oldest first, with the version that served."""
+    return [(r[0], r[1], r[2]) for r in conn.execute(
+        "SELECT window_start, window_end, model_version FROM monitoring.interval_runs WHERE endpoint_id = %s"
+        " AND status = 'ok' AND window_end <= %s AND window_end > %s ORDER BY window_start",
+        (endpoint_id, until, since))]
+
+
+def stored_label_counts(conn: psycopg.Connection, endpoint_id: str, since: datetime,
+                        unusable_metric: str) -> dict[tuple[datetime, datetime], int]:
+    """Per window ending after `since`: the labelled rows it had when its realised performance was last computed
+    (rows used plus the unusable ones, which `unusable_metric` counts)."""
+    return {(r[0], r[1]): int(r[2]) for r in conn.execute(
+        "SELECT window_start, window_end, label_count + value::bigint FROM monitoring.model_performance"
+        " WHERE endpoint_id = %s AND segment = 'all' AND metric = %s AND NOT estimated AND window_end > %s",
+        (endpoint_id, unusable_metric, since))}

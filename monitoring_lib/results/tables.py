@@ -99,3 +99,10 @@ def replace_window(
     full_cols = ["endpoint_id", "window_start", "window_end", *columns]
     key = ["endpoint_id", "window_start", "window_end", *key_extra]
     return upsert(conn, table, full_cols, key, [(endpoint_id, start, end, *row) for row in rows])
+
+
+def delete_endpoint(conn: psycopg.Connection, endpoint_id: str, tables: Sequence[str]) -> None:
+    """Every row of `endpoint_id` in `tables` of schema monitoring, in the order given (children first)."""
+    for table in tables:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE endpoint_id = %s").format(sql.Identifier("monitoring", table)),
+                     (endpoint_id,))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,9 @@ from monitoring_lib.db import connect
 from monitoring_lib.errors import MonitoringError
 from monitoring_lib.performance import classification_metrics, regression_metrics
 from monitoring_lib.reference import fit_profile
-from monitoring_lib.results.endpoints import record_promotion
+from monitoring_lib.results.endpoints import current_version, record_promotion, set_served_model
 from monitoring_lib.results.profiles import save_profile
-from monitoring_lib.results.tables import document
+from monitoring_lib.results.retraining_events import training_outcome, upsert_training
 from monitoring_lib.sql_common import qualified, source_relation
 
 MODEL_DIR_ENV = "MLMON_MODEL_DIR"
@@ -77,25 +78,24 @@ def _score(cfg: EndpointConfig, y: np.ndarray, pred: np.ndarray) -> tuple[str, f
     return "f1", -metrics["f1"], metrics
 
 
-def retrain(url: str, cfg: EndpointConfig, conf: dict[str, Any]) -> dict[str, Any]:
-    """Train, evaluate and maybe promote; recorded once per triggering window (a re-run returns the record)."""
+def retrain(url: str, cfg: EndpointConfig, start: datetime, end: datetime, *, reasons: Sequence[str] = (),
+            run_id: str | None = None) -> dict[str, Any]:
+    """Train, evaluate and maybe promote for the window [start, end) whose drift triggered it (`reasons`);
+    recorded once per triggering window (a re-run returns the record)."""
     if not cfg.retraining.training_callable:
         raise MonitoringError(f"{cfg.endpoint_id}: retraining.training_callable is not set in config")
-    start = datetime.fromisoformat(conf["window_start"])
-    end = datetime.fromisoformat(conf["window_end"])
+    conf = {"reasons": list(reasons), "run_id": run_id}
     with connect(url) as conn:
         done = _recorded(conn, cfg, start, end)
         if done:
             return done
-        current = conn.execute("SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s",
-                               (cfg.endpoint_id,)).fetchone()
+        current = current_version(conn, cfg.endpoint_id)
         if current is None:
             raise MonitoringError(f"{cfg.endpoint_id} is not registered yet: run the monitoring first")
-        current_version = str(current[0])
         df = load_labelled(conn, cfg, end - cfg.retraining.training_window)
     label = cfg.labels.label_column  # type: ignore[union-attr]
     if len(df) < 50:
-        return _record(url, cfg, start, end, "rejected", current_version, None,
+        return _record(url, cfg, start, end, "rejected", current, None,
                        {"reason": f"only {len(df)} labelled rows in the training window; need 50"}, conf)
     cut = int(len(df) * (1 - cfg.retraining.holdout_fraction))
     train_df, holdout = df.iloc[:cut], df.iloc[cut:]
@@ -110,8 +110,8 @@ def retrain(url: str, cfg: EndpointConfig, conf: dict[str, Any]) -> dict[str, An
     evidence = {"metric": metric, "champion": champion_all, "challenger": challenger_all,
                 "train_rows": len(train_df), "holdout_rows": len(holdout), "reasons": conf.get("reasons", [])}
     if not challenger < champion:
-        return _record(url, cfg, start, end, "rejected", current_version, None, evidence, conf)
-    new_version = next_version(current_version)
+        return _record(url, cfg, start, end, "rejected", current, None, evidence, conf)
+    new_version = next_version(current)
     path = model_dir() / cfg.endpoint_id / f"{new_version}.pkl"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(model))
@@ -121,36 +121,27 @@ def retrain(url: str, cfg: EndpointConfig, conf: dict[str, Any]) -> dict[str, An
     # profile, promotion and record commit together: a retry after a crash finds either none of them
     # (and promotes once) or the record (and returns it), never a promoted model without its record
     with connect(url) as conn, conn.transaction():
-        locked = conn.execute("SELECT model_version FROM monitoring.model_endpoints WHERE endpoint_id = %s"
-                              " FOR UPDATE", (cfg.endpoint_id,)).fetchone()
+        locked = current_version(conn, cfg.endpoint_id, lock=True)
         done = _recorded(conn, cfg, start, end)
         if done:
             return done
-        if locked is None or str(locked[0]) != current_version:
-            raise MonitoringError(f"{cfg.endpoint_id}: the served model changed from {current_version} while this "
+        if locked != current:
+            raise MonitoringError(f"{cfg.endpoint_id}: the served model changed from {current} while this "
                                   "retraining ran; nothing was promoted, re-run the task to train against the new one")
         profile = save_profile(conn, fitted)
-        conn.execute(
-            "UPDATE monitoring.model_endpoints SET model_version = %s, model_artifact = %s, updated_at = now()"
-            " WHERE endpoint_id = %s",
-            (new_version, document({"path": str(path), "version": new_version, "metrics": challenger_all,
-                                 "reference_version": profile.version}), cfg.endpoint_id))
+        set_served_model(conn, cfg.endpoint_id, new_version, {"path": str(path), "version": new_version,
+                                                              "metrics": challenger_all,
+                                                              "reference_version": profile.version})
         # from now on windows belong to the new version; those it did not serve keep theirs when recomputed
         record_promotion(conn, cfg.endpoint_id, new_version, source="retraining")
         evidence["reference_version"] = profile.version
         evidence["artifact"] = str(path)
-        return _insert_record(conn, cfg, start, end, "promoted", current_version, new_version, evidence, conf)
+        return _insert_record(conn, cfg, start, end, "promoted", current, new_version, evidence, conf)
 
 
 def _recorded(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime) -> dict[str, Any] | None:
-    done = conn.execute(
-        "SELECT outcome, model_version_before, model_version_after, evidence FROM monitoring.retraining_events"
-        " WHERE endpoint_id = %s AND window_start = %s AND window_end = %s AND event_type = 'training'"
-        " AND outcome IN ('promoted', 'rejected')", (cfg.endpoint_id, start, end)).fetchone()
-    if done is None:
-        return None
-    return {"outcome": done[0], "model_version_before": done[1], "model_version_after": done[2],
-            "evidence": done[3], "repeated": True}
+    done = training_outcome(conn, cfg.endpoint_id, start, end)
+    return None if done is None else {**done, "repeated": True}
 
 
 def _record(url: str, cfg: EndpointConfig, start: datetime, end: datetime, outcome: str, before: str,
@@ -161,16 +152,6 @@ def _record(url: str, cfg: EndpointConfig, start: datetime, end: datetime, outco
 
 def _insert_record(conn: psycopg.Connection, cfg: EndpointConfig, start: datetime, end: datetime, outcome: str,
                    before: str, after: str | None, evidence: dict[str, Any], conf: dict[str, Any]) -> dict[str, Any]:
-    conn.execute(
-        """
-        INSERT INTO monitoring.retraining_events (endpoint_id, window_start, window_end, event_type, triggered,
-            outcome, reasons, evidence, run_id, model_version_before, model_version_after)
-        VALUES (%s, %s, %s, 'training', true, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (endpoint_id, window_start, window_end, event_type) DO UPDATE SET
-            outcome = EXCLUDED.outcome, reasons = EXCLUDED.reasons, evidence = EXCLUDED.evidence,
-            model_version_before = EXCLUDED.model_version_before,
-            model_version_after = EXCLUDED.model_version_after, created_at = now()
-        """,
-        (cfg.endpoint_id, start, end, outcome, document(conf.get("reasons", [])), document(evidence),
-         conf.get("run_id"), before, after))
+    upsert_training(conn, cfg.endpoint_id, start, end, outcome=outcome, before=before, after=after,
+                    evidence=evidence, reasons=conf.get("reasons", []), run_id=conf.get("run_id"))
     return {"outcome": outcome, "model_version_before": before, "model_version_after": after, "evidence": evidence}

@@ -20,6 +20,7 @@ class WindowOutcome:
     dq_state: str | None
     drifted_features: tuple[str, ...] = ()
     performance_status: str | None = None  # the estimated-performance verdict (`performance.estimation`)
+    drifted_segments: tuple[str, ...] = ()  # segments at drift_detected against their own reference (`segments`)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ def decide(
     policy: RetrainingConfig,
 ) -> Decision:
     """Trigger when `min_detected` of the last `lookback_intervals` windows (this one included) detected drift,
-    or, with `performance_drop`, an estimated performance drop (`drop_detected`).
+    or, with `performance_drop`, an estimated performance drop (`drop_detected`), or, with `segment_drift`,
+    drift in one of its segments.
 
     Never on a window whose data failed quality, never within the cooldown of another trigger, and
     never beyond the daily cap in any 24 hours. `history` holds earlier windows (any order);
@@ -48,7 +50,7 @@ def decide(
     recent = [*recent[-(policy.lookback_intervals - 1):], current] if policy.lookback_intervals > 1 else [current]
     def flagged(w: WindowOutcome) -> bool:
         dropped = policy.performance_drop and w.performance_status == "drop_detected"
-        return w.drift_status == "drift_detected" or dropped
+        return w.drift_status == "drift_detected" or dropped or (policy.segment_drift and bool(w.drifted_segments))
 
     detected = [w for w in recent if flagged(w) and w.dq_state != "failed"]
     evidence = {
@@ -59,7 +61,10 @@ def decide(
     }
     if policy.performance_drop:
         evidence["performance"] = [[w.window_end.isoformat(), w.performance_status] for w in recent]
-    what = "drift or an estimated performance drop" if policy.performance_drop else "drift"
+    if policy.segment_drift:
+        evidence["segments"] = [[w.window_end.isoformat(), list(w.drifted_segments)] for w in recent]
+    what = " or ".join(["drift", *(["an estimated performance drop"] if policy.performance_drop else []),
+                        *(["drift in a segment"] if policy.segment_drift else [])])
     features = sorted({f for w in detected for f in w.drifted_features})
     if not policy.enabled:
         return Decision(False, ["retraining is disabled for this endpoint"], evidence)
@@ -69,8 +74,9 @@ def decide(
     if not flagged(current):
         performance = (f" and its estimated performance {current.performance_status or 'unknown'}"
                        if policy.performance_drop else "")
-        return Decision(False, [f"this window's drift status is {current.drift_status or 'unknown'}{performance}"],
-                        evidence)
+        segments = " and no segment drifted" if policy.segment_drift else ""
+        return Decision(False, [f"this window's drift status is {current.drift_status or 'unknown'}{performance}"
+                                f"{segments}"], evidence)
     if len(detected) < policy.min_detected:
         return Decision(False, [f"{what} detected in {len(detected)} of the last {len(recent)} window(s); "
                                 f"{policy.min_detected} needed"], evidence, features)
@@ -83,11 +89,17 @@ def decide(
                                 " this one"], evidence, features)
     if _busiest_day(end, others) >= policy.daily_cap:
         return Decision(False, [f"daily cap of {policy.daily_cap} retraining run(s) reached"], evidence, features)
-    drops = sum(1 for w in detected if w.drift_status != "drift_detected")
-    because = f"; {drops} of them by an estimated performance drop alone" if drops else ""
+    others_only = [w for w in detected if w.drift_status != "drift_detected"]
+    drops = sum(1 for w in others_only if policy.performance_drop and w.performance_status == "drop_detected")
+    by_segment = len(others_only) - drops
+    because = "".join([f"; {drops} of them by an estimated performance drop alone" if drops else "",
+                       f"; {by_segment} of them by drift in a segment alone" if by_segment else ""])
     named = ", ".join(features) or "none named"
+    segments = sorted({s for w in detected for s in w.drifted_segments}) if policy.segment_drift else []
+    where = f"; drifted segments: {', '.join(segments)}" if segments else ""
     return Decision(True, [f"{what} detected in {len(detected)} of the last {len(recent)} window(s) "
-                           f"(>= {policy.min_detected}){because}; drifted features: {named}"], evidence, features)
+                           f"(>= {policy.min_detected}){because}; drifted features: {named}{where}"], evidence,
+                    features)
 
 
 def _busiest_day(end: datetime, others: list[datetime]) -> int:

@@ -226,3 +226,21 @@ def test_a_monitoring_db_connection_that_cannot_be_used_is_a_config_error(tmp_pa
     assert done.returncode == EXIT_CONFIG
     assert f"mlmon: config error: AIRFLOW_CONN_MONITORING_DB: {problem}" in done.stderr
     assert "secret-pw" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_extras_postgres_hook_keeps_from_libpq_are_kept_from_it_here_too():
+    """Every extra PostgresHook does not pass to libpq is dropped or refused here, and the hook's own URI is
+    no substitute: it names the SQLAlchemy driver and loses `sslmode`."""
+    from airflow.models.connection import Connection
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from monitoring_lib.db import _HOOK_EXTRAS, _UNSUPPORTED_EXTRAS, connection_url
+
+    assert PostgresHook.ignored_extra_options <= _HOOK_EXTRAS | _UNSUPPORTED_EXTRAS
+    extra = {"sslmode": "disable", "keepalives": 1, "aws_conn_id": "aws_default", "cursor": "dictcursor"}
+    url = connection_url("postgres", "db.example", "ml", "pw", 5432, "monitoring", extra)
+    assert conninfo_to_dict(url) == {"host": "db.example", "user": "ml", "password": "pw", "port": "5432",
+                                     "dbname": "monitoring", "sslmode": "disable", "keepalives": "1"}
+    hook = PostgresHook(connection=Connection(conn_id="m", conn_type="postgres", host="db.example", login="ml",
+                                              password="pw", port=5432, schema="monitoring", extra=extra))
+    assert "sslmode" not in hook.get_uri()

@@ -151,9 +151,8 @@ def test_tasks_and_grafana_get_least_privilege_logins(server, dotenv, first_star
 
 def test_first_start_leaves_a_working_monitoring_loop_and_a_second_start_changes_nothing(
         server, dotenv, first_start):  # noqa: ANN001
-    from monitoring_lib.performance import recompute_recent
-    from monitoring_lib.runner import compute_or_reuse
     from monitoring_lib.status import render_status
+    from monitoring_lib.tasks import compute_window, model_performance
 
     scheduler = _urls("airflow-scheduler", dotenv, server, first_start["tmp"])
     url = scheduler["MLMON_DATABASE_URL"]
@@ -179,7 +178,7 @@ def test_first_start_leaves_a_working_monitoring_loop_and_a_second_start_changes
     # the scheduler's next run monitors the last whole hour, as the monitoring login
     end = current_hour(datetime.now(UTC))
     window = {"start": (end - timedelta(hours=1)).isoformat(), "end": end.isoformat()}
-    report = compute_or_reuse(url, get_endpoint(ENDPOINT_ID, stack.ROOT / "configs"), window, force=True)
+    report = compute_window(url, get_endpoint(ENDPOINT_ID, stack.ROOT / "configs"), window, force=True)
     assert report["status"] == "ok", report
     with _connect(url) as conn:
         drift = conn.execute("SELECT drift_status FROM monitoring.drift_summary WHERE endpoint_id = %s"
@@ -189,8 +188,8 @@ def test_first_start_leaves_a_working_monitoring_loop_and_a_second_start_changes
         status = render_status(conn)
     assert drift is not None and drift[0] in {"no_drift", "possible_drift", "drift_detected"} and checks > 0
     assert ENDPOINT_ID in status and "no_reference" not in status
-    performance = recompute_recent(url, get_endpoint(ENDPOINT_ID, stack.ROOT / "configs"), window["end"],
-                                   window["start"])  # the model_performance task, as the monitoring login
+    performance = model_performance(url, get_endpoint(ENDPOINT_ID, stack.ROOT / "configs"),
+                                    {"window_start": window["start"], "window_end": window["end"]})  # as the task
     assert "windows" in performance
     # `mlmon status` as the README runs it in the scheduler's container
     cli = _env("airflow-scheduler", dotenv, server, first_start["tmp"])
@@ -226,10 +225,10 @@ def test_without_dynatrace_push_dynatrace_reports_not_configured_and_succeeds(se
     env["PYTHONPATH"] = f"{stack.ROOT}:{stack.ROOT / 'plugins'}"
     env["AIRFLOW_HOME"] = str(first_start["tmp"] / "airflow")
     task = ("import json, os, mlmon_airflow\n"
-            "from monitoring_lib.dynatrace.command import push_from_task\n"
+            "from monitoring_lib.tasks import push_dynatrace\n"
             "client = mlmon_airflow.dynatrace_client()\n"
             "seen = sorted(k for k in os.environ if 'DYNATRACE' in k)\n"
-            "result = push_from_task(mlmon_airflow.database_url(), client, 'claims-approved-amount')\n"
+            "result = push_dynatrace(mlmon_airflow.database_url(), client, 'claims-approved-amount')\n"
             "print(json.dumps({'client': client is None, 'seen': seen, 'result': result}))\n")
     done = stack.run_service("airflow-scheduler", env, timeout=120, extra=["python", "-c", task])
     assert done.returncode == 0, done.stderr[-3000:]

@@ -17,11 +17,11 @@ from ingest_server import IngestServer, parse_line
 
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.dynatrace import IngestClient, build_interval_lines, client_from_env, push_pending, stage_lines
-from monitoring_lib.dynatrace.command import push_from_task
 from monitoring_lib.dynatrace.lines import LineBatch, build_performance_lines, performance_key_prefix
 from monitoring_lib.dynatrace.protocol import format_gauge
 from monitoring_lib.errors import DynatraceError, DynatraceUnavailableError
 from monitoring_lib.results.outbox import pending_lines, tidy
+from monitoring_lib.tasks import push_dynatrace
 
 TOKEN = "dt0c01.TESTPUBLIC.very-secret-token-value"
 W_START = datetime(2026, 3, 1, 11, 0, tzinfo=timezone.utc)
@@ -285,7 +285,7 @@ def test_a_task_without_dynatrace_configured_expires_and_tidies(db_url: str, con
     stale = datetime.now(timezone.utc) - timedelta(hours=3)
     stage(conn, gauge_batch(2, timestamp=stale), stale - timedelta(hours=1), stale)
     stage(conn, gauge_batch(1, timestamp=datetime.now(timezone.utc)))
-    result = push_from_task(db_url, None, "ep-1")
+    result = push_dynatrace(db_url, None, "ep-1")
     assert result["status"] == "not_configured" and result["expired"] == 2
     assert outbox_status(conn) == {"expired": 2, "pending": 1}
 

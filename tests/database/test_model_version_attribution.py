@@ -19,7 +19,8 @@ from monitoring_lib.errors import SourceError
 from monitoring_lib.reference import fit_and_store
 from monitoring_lib.results.endpoints import record_promotion, serving_version, window_version
 from monitoring_lib.results.report import stored_report
-from monitoring_lib.runner import compute_or_reuse, run_interval
+from monitoring_lib.runner import run_interval
+from monitoring_lib.tasks import compute_window
 from tests.sources import WINDOW_START, clean_rows, create_inference_table, insert_rows, make_config
 
 HOUR = timedelta(hours=1)
@@ -79,16 +80,16 @@ def results_of(conn: psycopg.Connection, i: int) -> list[tuple]:
 
 def test_a_window_recomputed_after_a_promotion_keeps_its_version_and_reference(served, conn):
     cfg = make_config(dynatrace={"enabled": True})
-    before = [compute_or_reuse(served, cfg, iso(i)) for i in range(2)]
+    before = [compute_window(served, cfg, iso(i)) for i in range(2)]
     assert [(r["model_version"], r["reference_version"]) for r in before] == [("1", 2), ("1", 2)]
     first_results = results_of(conn, 0)
     assert first_results and run_of(conn, 0)[2] != "drift_detected"
 
     promote(served, cfg, "2", PROMOTED_AT)
     # the older window is still current: a promotion does not make it stale
-    assert compute_or_reuse(served, cfg, iso(1))["reused"] is True
+    assert compute_window(served, cfg, iso(1))["reused"] is True
     # a forced recompute (a cleared task, a backfill) stores it as version 1 against version 1's reference
-    again = compute_or_reuse(served, cfg, iso(0), force=True)
+    again = compute_window(served, cfg, iso(0), force=True)
     assert again["reused"] is False and (again["model_version"], again["reference_version"]) == ("1", 2)
     assert run_of(conn, 0) == ("1", 2, before[0]["drift_status"])
     assert results_of(conn, 0) == first_results
@@ -97,7 +98,7 @@ def test_a_window_recomputed_after_a_promotion_keeps_its_version_and_reference(s
     assert lines and all('model_version="1"' in line for line in lines)
 
     # the window the promotion falls in was served by version 2 at its end; the next one entirely
-    straddling, later = compute_or_reuse(served, cfg, iso(2)), compute_or_reuse(served, cfg, iso(3))
+    straddling, later = compute_window(served, cfg, iso(2)), compute_window(served, cfg, iso(3))
     assert (straddling["model_version"], straddling["reference_version"]) == ("2", 1)
     assert (later["model_version"], later["reference_version"]) == ("2", 1)
     assert run_of(conn, 3)[:2] == ("2", 1)
@@ -113,7 +114,7 @@ def test_a_window_stored_under_the_wrong_version_is_recomputed_as_its_own(served
     conn.commit()
     promote(served, cfg, "2", PROMOTED_AT)
     assert stored_report(served, cfg, *hour(0)) is None
-    assert compute_or_reuse(served, cfg, iso(0))["model_version"] == "1"
+    assert compute_window(served, cfg, iso(0))["model_version"] == "1"
     assert run_of(conn, 0)[:2] == ("1", 2)
 
 
@@ -137,15 +138,15 @@ def test_the_promotion_boundary_is_the_windows_end(served, conn):
 def test_no_reference_for_the_version_that_served_the_window_names_it(served, conn):
     cfg = make_config()
     promote(served, cfg, "3", PROMOTED_AT)
-    report = compute_or_reuse(served, cfg, iso(3))
+    report = compute_window(served, cfg, iso(3))
     reason = "no reference fitted for model version 3, which served the window"
     assert (report["model_version"], report["reference_version"], report["drift_status"]) == ("3", None,
                                                                                               "no_reference")
     assert report["reasons"] == [reason]
-    reused = compute_or_reuse(served, cfg, iso(3))
+    reused = compute_window(served, cfg, iso(3))
     assert reused["reused"] is True and reused["reasons"] == [reason]
     # the windows version 1 served still have its reference
-    assert compute_or_reuse(served, cfg, iso(0))["drift_status"] != "no_reference"
+    assert compute_window(served, cfg, iso(0))["drift_status"] != "no_reference"
 
 
 @pytest.mark.parametrize("compute", ["memory", "database"])
@@ -157,17 +158,17 @@ def test_a_model_version_column_decides_the_windows_version(served, conn, comput
                  " WHERE ts >= %s AND ts < %s", hour(0))
     conn.commit()
     assert window_version(conn, cfg, *hour(0)) == "2"
-    logged = compute_or_reuse(served, cfg, iso(0))
+    logged = compute_window(served, cfg, iso(0))
     assert (logged["model_version"], logged["reference_version"]) == ("2", 1)
     assert run_of(conn, 0)[:2] == ("2", 1)
-    assert compute_or_reuse(served, cfg, iso(0))["reused"] is True
-    fallback = compute_or_reuse(served, cfg, iso(1))
+    assert compute_window(served, cfg, iso(0))["reused"] is True
+    fallback = compute_window(served, cfg, iso(1))
     assert (fallback["model_version"], fallback["reference_version"]) == ("1", 2)
     # rows logged by another version change the window's version: the stored result is no longer current
     conn.execute("UPDATE public.inference SET served_by = 1 WHERE ts >= %s AND ts < %s", hour(0))
     conn.commit()
     assert stored_report(served, cfg, *hour(0)) is None
-    assert compute_or_reuse(served, cfg, iso(0))["model_version"] == "1"
+    assert compute_window(served, cfg, iso(0))["model_version"] == "1"
 
 
 def test_a_model_version_column_must_exist_and_not_be_a_monitored_column(served, conn):

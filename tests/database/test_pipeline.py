@@ -14,7 +14,8 @@ from monitoring_lib.errors import QualityGateFailed
 from monitoring_lib.performance import recompute_recent
 from monitoring_lib.reference import fit_and_store, read_training_data
 from monitoring_lib.retraining.decisions import decide_and_record
-from monitoring_lib.runner import compute_or_reuse, run_interval
+from monitoring_lib.runner import run_interval
+from monitoring_lib.tasks import compute_window
 from tests.database.test_run_interval import snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,9 +108,9 @@ def test_fail_task_policy_stores_results_then_raises(demo_db, conn):
     # a retry or re-run of the same window reuses the stored result and still fails the task
     window = {"start": INCIDENT.isoformat(), "end": (INCIDENT + timedelta(hours=1)).isoformat()}
     with pytest.raises(QualityGateFailed, match="unique:request_id"):
-        compute_or_reuse(demo_db, cfg, window)
+        compute_window(demo_db, cfg, window)
     lenient = demo_config(quality={"on_failure": "skip_drift"})
-    assert compute_or_reuse(demo_db, lenient, window)["reused"] is True
+    assert compute_window(demo_db, lenient, window)["reused"] is True
 
 
 def test_performance_fills_in_as_labels_land(demo_db, conn):
@@ -142,7 +143,7 @@ def test_a_retraining_that_fails_before_its_record_promotes_nothing_and_its_retr
         demo_db, conn, tmp_path, monkeypatch):
     """Profile, promotion and record commit together: a task that dies before its record leaves the
     served model as it was, so the retry does not promote a second version."""
-    from monitoring_lib.retraining.job import retrain
+    from monitoring_lib.tasks import retrain  # the retraining DAG's task, with the trigger's conf
 
     monkeypatch.setenv("MLMON_MODEL_DIR", str(tmp_path))
     cfg = demo_config()
@@ -174,6 +175,6 @@ def test_a_retraining_that_fails_before_its_record_promotes_nothing_and_its_retr
     # the promotion entered the history with the registry: a window version 1 served, recomputed now, keeps it
     assert [r[0] for r in conn.execute("SELECT model_version FROM monitoring.model_versions"
                                        " ORDER BY promoted_at")] == ["1", "2"]
-    recomputed = compute_or_reuse(demo_db, cfg, {"start": START.isoformat(),
+    recomputed = compute_window(demo_db, cfg, {"start": START.isoformat(),
                                                  "end": (START + timedelta(hours=1)).isoformat()}, force=True)
     assert (recomputed["model_version"], recomputed["reference_version"]) == ("1", 1)

@@ -17,13 +17,13 @@ from monitoring_lib.compute.groups.partials import (
     GroupPartial,
     core_columns,
     route,
-    summarise_from_task,
     summarise_group,
 )
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.errors import ConfigError, MonitoringError
 from monitoring_lib.quality.suite import build_expectations
 from monitoring_lib.runner import run_interval
+from monitoring_lib.tasks import summarise_feature_group
 from tests.database.test_pipeline import REPO, START, demo_config, seed_and_fit
 from tests.parity.test_compute_database import assert_same_results, database_config, stored
 
@@ -183,11 +183,11 @@ def test_a_group_task_reuses_a_current_window_and_rejects_an_unknown_group(demo_
     cfg = grouped_config(3)
     start, end = window(8)
     iso = {"start": start.isoformat(), "end": end.isoformat()}
-    fresh = summarise_from_task(demo_db, cfg, iso, 1)
+    fresh = summarise_feature_group(demo_db, cfg, iso, 1)
     assert fresh["group"] == 1 and sorted(s["name"] for s in fresh["summaries"]) == sorted(cfg.feature_groups()[1])
     run_interval(demo_db, cfg, start, end, now=NOW, groups=all_groups(demo_db, cfg, start, end))
-    assert summarise_from_task(demo_db, cfg, iso, 1) == {"group": 1, "reused": True}
-    assert summarise_from_task(demo_db, cfg, iso, 1, force=True)["rows"] == fresh["rows"]
+    assert summarise_feature_group(demo_db, cfg, iso, 1) == {"group": 1, "reused": True}
+    assert summarise_feature_group(demo_db, cfg, iso, 1, force=True)["rows"] == fresh["rows"]
     with pytest.raises(MonitoringError, match="feature group 3 does not exist"):
         summarise_group(demo_db, cfg, 3, start, end, now=NOW)
 

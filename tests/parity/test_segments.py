@@ -17,6 +17,7 @@ from monitoring_lib.dynatrace.lines import build_interval_lines
 from monitoring_lib.performance import recompute_recent
 from monitoring_lib.reference import fit_and_store
 from monitoring_lib.results.window import segment_only_windows
+from monitoring_lib.retraining.decisions import decide_and_record
 from monitoring_lib.runner import run_interval
 from tests.database.test_pipeline import END, demo_config, seed_and_fit
 from tests.parity.test_compute_database import assert_same_results, stored
@@ -148,6 +149,10 @@ def test_a_segment_column_must_be_a_categorical_feature():
         make_config(segments={"columns": ["channel"]})
     with pytest.raises(ValueError, match="'other' is the pool"):
         make_config(segments={"columns": ["region"], "values": {"region": ["other"]}})
+    with pytest.raises(ValueError, match="retraining.segment_drift: needs `segments.columns`"):
+        make_config(retraining={"segment_drift": True})
+    with pytest.raises(ValueError, match="retraining.performance_drop: needs `performance.estimation.enabled`"):
+        make_config(retraining={"performance_drop": True})
 
 
 def test_performance_realised_and_estimated_per_segment(conn, db_url):
@@ -196,3 +201,14 @@ def test_the_demos_west_region_drifts_alone(conn, db_url):
     west = conn.execute("SELECT window_start, status FROM monitoring.app_results WHERE metric = 'region=west'"
                         " ORDER BY 1").fetchall()
     assert [s for _, s in west][0] != "drift_detected" and [s for _, s in west][3] != "drift_detected"
+    # the retraining policy reads the stored segment verdicts when `retraining.segment_drift` is on
+    window = (start + timedelta(hours=2), start + timedelta(hours=3))
+    assert not decide_and_record(conn, cfg, *window, "run").trigger
+    decision = decide_and_record(conn, demo_config(retraining={"segment_drift": True}), *window, "run")
+    assert decision.trigger and decision.reasons[0].endswith("drifted segments: region=west")
+    assert decision.evidence["segments"][-2:] == [[(start + timedelta(hours=2)).isoformat(), ["region=west"]],
+                                                  [window[1].isoformat(), ["region=west"]]]
+    conn.commit()
+    stored = conn.execute("SELECT outcome, reasons FROM monitoring.retraining_events WHERE window_end = %s",
+                          (window[1],)).fetchone()
+    assert stored == ("trigger", decision.reasons)

@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     "results": 4,
     "compute.groups": 5, "reference": 5, "runner": 5, "performance": 5, "retraining": 5, "dynatrace": 5,
     "run_summary": 5, "operator_view": 5,
-    "cli": 6, "config_check": 6, "status": 6, "demo": 6,
+    "cli": 6, "config_check": 6, "status": 6, "demo": 6, "tasks": 6,
 }
 
 

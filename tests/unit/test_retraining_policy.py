@@ -124,3 +124,28 @@ def test_an_estimated_performance_drop_counts_only_with_performance_drop_on():
     assert not decide(dropped(2), [w(0, "no_drift"), failed], [], on).trigger
     quiet = decide(w(2, "no_drift"), [], [], on)
     assert quiet.reasons == ["this window's drift status is no_drift and its estimated performance unknown"]
+
+
+def test_a_drifted_segment_counts_only_with_segment_drift_on_and_is_named():
+    def segment(i: int, *names: str) -> WindowOutcome:
+        return WindowOutcome(T0 + i * H, T0 + (i + 1) * H, "no_drift", "passed", (), None, names)
+
+    off = decide(segment(2, "region=north"), [segment(1, "region=north")], [], POLICY)
+    assert not off.trigger and off.reasons == ["this window's drift status is no_drift"]
+    on = RetrainingConfig(segment_drift=True)
+    d = decide(segment(2, "region=north"), [w(0, "no_drift"), segment(1, "channel=web", "region=north")], [], on)
+    assert d.trigger
+    assert d.reasons[0].startswith("drift or drift in a segment detected in 2 of the last 3 window(s)")
+    assert "2 of them by drift in a segment alone" in d.reasons[0]
+    assert d.reasons[0].endswith("drifted segments: channel=web, region=north")
+    assert d.evidence["segments"][-1] == [(T0 + 3 * H).isoformat(), ["region=north"]]
+    # whole-window drift in one window and a segment's in the other: two detections, only one by a segment
+    mixed = decide(segment(2, "region=north"), [w(1)], [], on)
+    assert mixed.trigger and "1 of them by drift in a segment alone" in mixed.reasons[0]
+    quiet = decide(segment(2), [], [], on)
+    assert quiet.reasons == ["this window's drift status is no_drift and no segment drifted"]
+    both = RetrainingConfig(segment_drift=True, performance_drop=True)
+    dropped = WindowOutcome(T0 + H, T0 + 2 * H, "no_drift", "passed", (), "drop_detected")
+    d = decide(segment(2, "region=west"), [dropped], [], both)
+    assert d.trigger and "1 of them by an estimated performance drop alone" in d.reasons[0]
+    assert "1 of them by drift in a segment alone" in d.reasons[0]

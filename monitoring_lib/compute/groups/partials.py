@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -48,7 +48,6 @@ from monitoring_lib.quality.results import (
 from monitoring_lib.quality.suite import ExpectationSpec, build_expectations, columns_read
 from monitoring_lib.results.endpoints import window_version
 from monitoring_lib.results.profiles import load_active_profile
-from monitoring_lib.results.report import stored_report
 from monitoring_lib.schedule import check_window
 from monitoring_lib.source import read_window
 
@@ -207,16 +206,3 @@ def merged_quality(
         duration_s=time.perf_counter() - began,
         row_count=len(core),
     )
-
-
-def summarise_from_task(
-    url: str, cfg: EndpointConfig, window: dict[str, str], group: int, *, force: bool = False
-) -> dict[str, Any]:
-    """The mapped task's entry point: ISO window in, the group's JSON result out (small enough for XCom).
-
-    A window whose stored result is still current is not read again; the interval task reuses it too.
-    """
-    start, end = datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])
-    if not force and stored_report(url, cfg, start, end) is not None:
-        return {"group": group, "reused": True}
-    return summarise_group(url, cfg, group, start, end, now=datetime.now(timezone.utc)).to_json()
