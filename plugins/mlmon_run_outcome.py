@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime
 from typing import Any
 
 from airflow.listeners import hookimpl
@@ -61,8 +60,9 @@ def publish_stored(url: str, cfg: EndpointConfig, window: dict[str, str], contex
     """When compute_interval fails on its quality gate (`fail_task`), the window is stored all the same: its
     outcome still reaches the log and the run's note (a failed task emits no asset events)."""
     from monitoring_lib.results.report import stored_report  # as in compute_task
+    from monitoring_lib.tasks import window_of
 
-    stored = stored_report(url, cfg, datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"]))
+    stored = stored_report(url, cfg, *window_of(window))
     if stored is not None:
         outcome = summarise(url, {**stored.to_dict(), "reused": False})
         context["ti"].xcom_push(key=OUTCOME_KEY, value=outcome.to_dict())

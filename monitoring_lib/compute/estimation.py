@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-import pandas as pd
+import numpy as np
 
 from monitoring_lib.applications import AppResult
-from monitoring_lib.compute.memory.segments import split_by_segment
+from monitoring_lib.compute.memory.segments import segment_positions
 from monitoring_lib.config import EndpointConfig
 from monitoring_lib.drift.profile import ReferenceProfile
-from monitoring_lib.estimation.estimator import DEFAULT_METRIC, Estimate, estimate
+from monitoring_lib.estimation.estimator import DEFAULT_METRIC, Estimate, estimate, row_losses
 from monitoring_lib.source import sample_window
 
 
@@ -38,15 +38,19 @@ def window_estimate(url: str, cfg: EndpointConfig, profile: ReferenceProfile, st
     if metric not in est.metrics:  # the task changed since the fit: judge what the estimator has
         metric = est.metrics[0] if est.method == "dle" else DEFAULT_METRIC["classification"]
 
-    def judged(rows: pd.DataFrame) -> Estimate:
-        return estimate(est, rows, metric, settings.possible_drop, settings.detected_drop, settings.band_k,
-                        settings.min_rows)
+    losses = row_losses(est, frame) if est.method == "dle" else None  # the trees walk each sampled row once
+
+    def judged(rows: np.ndarray | None) -> Estimate:
+        part = frame if rows is None else frame.iloc[rows]
+        own = None if losses is None else (losses if rows is None else {m: v[rows] for m, v in losses.items()})
+        return estimate(est, part, metric, settings.possible_drop, settings.detected_drop, settings.band_k,
+                        settings.min_rows, losses=own)
 
     per_segment = []
     for seg in segments:  # the segments the window's drift is cut into, each from its rows of the sample
-        for value, part in zip(seg.values, split_by_segment(frame, seg), strict=True):
-            per_segment.append((f"{seg.column}={value}", judged(part)))
-    return replace(judged(frame), segments=tuple(per_segment))
+        for value, rows in zip(seg.values, segment_positions(frame[seg.column], seg), strict=True):
+            per_segment.append((f"{seg.column}={value}", judged(rows)))
+    return replace(judged(None), segments=tuple(per_segment))
 
 
 def estimate_app_result(result: Estimate) -> AppResult:

@@ -71,7 +71,7 @@ class ColumnSummary:
 def bin_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     """Counts in len(edges)+1 slots: below, inner bins (left-closed, last one closed), above."""
     e = np.asarray(edges, dtype=float)
-    idx = _slots(values, e)
+    idx = edge_slots(values, e)
     idx[values == e[-1]] = len(e) - 1
     return np.bincount(idx, minlength=len(e) + 1)
 
@@ -82,7 +82,7 @@ _GRID_FROM = 20_000
 _GRID_CELLS = 1 << 16
 
 
-def _slots(values: np.ndarray, e: np.ndarray) -> np.ndarray:
+def edge_slots(values: np.ndarray, e: np.ndarray) -> np.ndarray:
     """`np.searchsorted(e, values, side="right")`, exactly.
 
     A value whose grid cell and both neighbours hold no edge takes the cell's slot (a rounding error in the

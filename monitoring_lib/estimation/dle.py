@@ -27,8 +27,3 @@ def fit_loss_models(x: np.ndarray, errors: np.ndarray) -> dict[str, TreeEnsemble
         models[metric] = TreeEnsemble.from_model(model)
     return models
 
-
-def estimated_losses(models: dict[str, TreeEnsemble], x: np.ndarray) -> dict[str, float]:
-    mae = np.clip(models["mae"].predict(x), 0.0, None)
-    mse = np.clip(models["rmse"].predict(x), 0.0, None)
-    return {"mae": float(mae.mean()), "rmse": float(np.sqrt(mse.mean()))}

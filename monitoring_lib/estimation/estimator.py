@@ -24,7 +24,7 @@ from monitoring_lib.estimation.cbpe import (
     estimated_metrics,
     fit_calibration,
 )
-from monitoring_lib.estimation.dle import REGRESSION_METRICS, estimated_losses, fit_loss_models
+from monitoring_lib.estimation.dle import REGRESSION_METRICS, fit_loss_models
 from monitoring_lib.estimation.trees import TreeEnsemble
 
 LOWER_IS_BETTER = frozenset(REGRESSION_METRICS)
@@ -180,13 +180,23 @@ def _row_losses(losses: dict[str, TreeEnsemble], x: np.ndarray) -> dict[str, np.
     return {metric: np.clip(model.predict(x), 0.0, None) for metric, model in losses.items()}
 
 
-def _losses_of(per_row: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, float]:
+def _losses_of(per_row: Mapping[str, np.ndarray], idx: np.ndarray) -> dict[str, float]:
     return {"mae": float(per_row["mae"][idx].mean()), "rmse": float(np.sqrt(per_row["rmse"][idx].mean()))}
 
 
+def row_losses(estimator: PerformanceEstimator, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each row's predicted loss per metric (DLE), in the frame's order: computed once for a sample, then
+    averaged over the whole and over each segment's rows, so the trees walk every row once."""
+    return _row_losses(estimator.losses, loss_inputs(frame, estimator.numeric, estimator.categories,
+                                                     estimator.prediction))
+
+
 def estimate(estimator: PerformanceEstimator, frame: pd.DataFrame, metric: str, possible_drop: float,
-             detected_drop: float, band_k: float, min_rows: int) -> Estimate:
-    """The window's estimated metrics with their bands, and the verdict on `metric`."""
+             detected_drop: float, band_k: float, min_rows: int,
+             losses: Mapping[str, np.ndarray] | None = None) -> Estimate:
+    """The window's estimated metrics with their bands, and the verdict on `metric`.
+
+    `losses`: DLE's `row_losses` of `frame`, when already computed for a larger sample it is part of."""
     pred = pd.to_numeric(frame[estimator.prediction], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     usable = np.isfinite(pred) & ((pred >= 0) & (pred <= 1) if estimator.method == "cbpe" else True)
     n = int(usable.sum())
@@ -198,8 +208,8 @@ def estimate(estimator: PerformanceEstimator, frame: pd.DataFrame, metric: str, 
         assert estimator.calibration is not None
         values = estimated_metrics(estimator.calibration, pred[usable])
     else:
-        values = estimated_losses(estimator.losses, loss_inputs(frame.loc[usable], estimator.numeric,
-                                                                 estimator.categories, estimator.prediction))
+        per_row = losses if losses is not None else row_losses(estimator, frame)
+        values = _losses_of(per_row, np.flatnonzero(usable))
     scale = math.sqrt(estimator.chunk_rows / n)
     metrics = []
     for name in estimator.metrics:

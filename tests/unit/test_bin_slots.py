@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitoring_lib.drift.summaries import _GRID_FROM, _slots, bin_counts
+from monitoring_lib.drift.summaries import _GRID_FROM, bin_counts, edge_slots
 
 
 def _cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -33,7 +33,7 @@ def _cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 @pytest.mark.parametrize(("values", "edges"), [c[1:] for c in _cases()], ids=[c[0] for c in _cases()])
 def test_the_grid_gives_every_value_the_slot_a_binary_search_gives(values: np.ndarray, edges: np.ndarray) -> None:
-    assert np.array_equal(_slots(values, edges), np.searchsorted(edges, values, side="right"))
+    assert np.array_equal(edge_slots(values, edges), np.searchsorted(edges, values, side="right"))
     expected = np.bincount(np.where(values == edges[-1], len(edges) - 1, np.searchsorted(edges, values, "right")),
                            minlength=len(edges) + 1)
     assert np.array_equal(bin_counts(values, edges), expected)
@@ -42,4 +42,4 @@ def test_the_grid_gives_every_value_the_slot_a_binary_search_gives(values: np.nd
 def test_nan_values_take_the_slot_above_as_a_binary_search_puts_them() -> None:
     values = np.concatenate([np.linspace(0, 1, _GRID_FROM), [np.nan]])
     edges = np.array([0.0, 0.5, 1.0])
-    assert np.array_equal(_slots(values, edges), np.searchsorted(edges, values, side="right"))
+    assert np.array_equal(edge_slots(values, edges), np.searchsorted(edges, values, side="right"))

@@ -1,9 +1,11 @@
-"""The pandas form of the per-segment counts (`segments`): the rows ordered by segment once, then each
-feature's values binned per segment over that segment's own reference columns.
+"""The pandas form of the per-segment counts (`segments`): each feature's values binned per segment over
+that segment's own reference columns.
 
-Only counts are needed (a segment's drift is judged on its histograms), so no segment's values are
-sorted: one gather of each column in segment order, then a binary search per value against the
-segment's edges (or one category code per row), and a count per slice.
+Only counts are needed (a segment's drift is judged on its histograms), and every segment's edges are
+among the union of all of them: so each value is placed once among the union's edges (and whether it
+lies on one), one count per segment column gives every segment's counts over those fine cells, and each
+segment's histogram is a sum of its fine cells. No row is gathered or sorted by segment, and the result is
+what binning each segment's values over its own edges gives, value for value.
 """
 
 from __future__ import annotations
@@ -12,9 +14,15 @@ import numpy as np
 import pandas as pd
 
 from monitoring_lib.config import EndpointConfig
-from monitoring_lib.drift.profile import CategoricalProfile, NumericProfile, ReferenceProfile, SegmentProfile
+from monitoring_lib.drift.profile import (
+    CategoricalProfile,
+    ColumnProfile,
+    NumericProfile,
+    ReferenceProfile,
+    SegmentProfile,
+)
 from monitoring_lib.drift.segments import SegmentCounts, category_codes, segment_columns, segment_keys
-from monitoring_lib.drift.summaries import ColumnSummary, bin_counts
+from monitoring_lib.drift.summaries import ColumnSummary, edge_slots
 
 
 def split_by_segment(df: pd.DataFrame, seg: SegmentProfile) -> list[pd.DataFrame]:
@@ -22,6 +30,12 @@ def split_by_segment(df: pd.DataFrame, seg: SegmentProfile) -> list[pd.DataFrame
     order, bounds = _order(df[seg.column], seg)
     ordered = df.iloc[order]
     return [ordered.iloc[bounds[i]:bounds[i + 1]] for i in range(len(seg.values))]
+
+
+def segment_positions(raw: pd.Series, seg: SegmentProfile) -> list[np.ndarray]:
+    """The positions of each segment value's rows, in the profile's order: for arrays aligned with the frame."""
+    order, bounds = _order(raw, seg)
+    return [order[bounds[i]:bounds[i + 1]] for i in range(len(seg.values))]
 
 
 def _order(raw: pd.Series, seg: SegmentProfile) -> tuple[np.ndarray, np.ndarray]:
@@ -32,83 +46,90 @@ def _order(raw: pd.Series, seg: SegmentProfile) -> tuple[np.ndarray, np.ndarray]
 
 def frame_segment_counts(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig) -> list[SegmentCounts]:
     src = cfg.source
+    segs = [seg for seg in profile.segments if seg.column in cfg.segments.columns]
+    keys = [segment_keys(df[seg.column], seg) for seg in segs]
+    own = [[segment_columns(profile, seg, i) for i in range(len(seg.values))] for seg in segs]
+    per_feature = {name: _feature_counts(df[name], [[o[name] for o in cols] for cols in own], keys)
+                   for name in src.features}
     out = []
-    columns = _ColumnCache(df)  # each feature read once, whatever the number of segment columns
-    for seg in profile.segments:
-        if seg.column not in cfg.segments.columns:
-            continue
-        order, bounds = _order(df[seg.column], seg)
-        slices = [slice(bounds[i], bounds[i + 1]) for i in range(len(seg.values))]
-        own = [segment_columns(profile, seg, i) for i in range(len(seg.values))]
-        per_feature = {name: _counts(columns, name, [o[name] for o in own], order, slices) for name in src.features}
+    for j, (seg, key) in enumerate(zip(segs, keys, strict=True)):
+        m = len(seg.values)
+        rows = np.bincount(key, minlength=m)
         errors = latency = None
         if src.error_column and src.error_column in df:
-            flags = df[src.error_column].to_numpy(dtype=bool)[order]
-            errors = [int(flags[s].sum()) for s in slices]
+            errors = np.bincount(key, weights=df[src.error_column].to_numpy(dtype=bool), minlength=m)
         if src.latency_column and src.latency_column in df:
-            lat = df[src.latency_column].to_numpy(dtype=float)[order]
-            latency = [_finite_mean(lat[s]) for s in slices]
+            latency = _finite_means(df[src.latency_column].to_numpy(dtype=float), key, m)
         for i, value in enumerate(seg.values):
-            out.append(SegmentCounts(seg.column, value, int(slices[i].stop - slices[i].start),
-                                     {name: per_feature[name][i] for name in src.features},
-                                     errors[i] if errors is not None else None,
+            out.append(SegmentCounts(seg.column, value, int(rows[i]),
+                                     {name: per_feature[name][j][i] for name in src.features},
+                                     int(errors[i]) if errors is not None else None,
                                      latency[i] if latency is not None else None))
     return out
 
 
-class _ColumnCache:
-    """A feature's nulls, numbers and category codes, computed on first use and shared by the segment columns."""
-
-    def __init__(self, df: pd.DataFrame) -> None:
-        self.df = df
-        self._nulls: dict[str, np.ndarray] = {}
-        self._numbers: dict[str, np.ndarray] = {}
-        self._codes: dict[str, np.ndarray] = {}
-
-    def nulls(self, name: str) -> np.ndarray:
-        if name not in self._nulls:
-            self._nulls[name] = self.df[name].isna().to_numpy()
-        return self._nulls[name]
-
-    def numbers(self, name: str) -> np.ndarray:
-        if name not in self._numbers:
-            raw = pd.to_numeric(self.df[name], errors="coerce")
-            self._numbers[name] = raw.to_numpy(dtype=float, na_value=np.nan)
-        return self._numbers[name]
-
-    def codes(self, name: str, categories: tuple[str, ...]) -> np.ndarray:
-        if name not in self._codes:  # every segment shares the profile's categories
-            self._codes[name] = category_codes(self.df[name], categories)
-        return self._codes[name]
-
-
-def _counts(columns: _ColumnCache, name: str, cols: list, order: np.ndarray,
-            slices: list[slice]) -> list[ColumnSummary]:
-    """Per segment, the column's counts over that segment's own column (`_numeric_summary` and
-    `_categorical_summary` place values the same way), with its null and invalid counts."""
-    nulls = columns.nulls(name)[order]
-    first = cols[0]
-    if isinstance(first, NumericProfile):
-        x = columns.numbers(name)[order]
-        finite = np.isfinite(x)
-        out = []
-        for col, s in zip(cols, slices, strict=True):
-            values = x[s][finite[s]]
-            counts = bin_counts(values, col.edges)
-            out.append(ColumnSummary(col.name, "numeric", tuple(int(c) for c in counts), int(values.size),
-                                     int(nulls[s].sum()), int((~finite[s] & ~nulls[s]).sum())))
-        return out
+def _feature_counts(raw: pd.Series, cols: list[list[ColumnProfile]],
+                    keys: list[np.ndarray]) -> list[list[ColumnSummary]]:
+    """Per segment column, per segment: the feature's counts over that segment's own column `cols[j][i]`
+    (placed as `_numeric_summary` and `_categorical_summary` place them), with its null and invalid counts."""
+    if isinstance(cols[0][0], NumericProfile):
+        return _numeric_counts(raw, cols, keys)  # type: ignore[arg-type]
+    first = cols[0][0]
     assert isinstance(first, CategoricalProfile)
-    codes = columns.codes(name, first.categories)[order]
+    width = len(first.categories) + 2  # null, every category, unseen: every segment shares the categories
+    cells = category_codes(raw, first.categories) + 1
     out = []
-    for col, s in zip(cols, slices, strict=True):
-        part = codes[s]
-        counts = np.bincount(part[part >= 0], minlength=len(col.categories) + 1)
-        out.append(ColumnSummary(col.name, "categorical", tuple(int(c) for c in counts), int(counts.sum()),
-                                 int((part < 0).sum()), unseen_count=int(counts[-1])))
+    for seg_cols, key in zip(cols, keys, strict=True):
+        grid = _per_segment(key, cells, width, len(seg_cols))
+        out.append([ColumnSummary(col.name, "categorical", tuple(int(c) for c in grid[i, 1:]),
+                                  int(grid[i, 1:].sum()), int(grid[i, 0]), unseen_count=int(grid[i, -1]))
+                    for i, col in enumerate(seg_cols)])
     return out
 
 
-def _finite_mean(values: np.ndarray) -> float | None:
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else None
+def _numeric_counts(raw: pd.Series, cols: list[list[NumericProfile]],
+                    keys: list[np.ndarray]) -> list[list[ColumnSummary]]:
+    """Fine cells over the union `u` of every segment's edges: cell 2k+1 holds values strictly between
+    u[k-1] and u[k] (2*0+1: below u[0]), cell 2k values equal to u[k-1]; then one cell for invalid values
+    (not finite, not null) and one for nulls. A segment's slot of each fine cell is fixed by its edges."""
+    x = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    nulls = raw.isna().to_numpy()
+    finite = np.isfinite(x)
+    union = np.unique(np.concatenate([np.asarray(c.edges, dtype=float) for seg in cols for c in seg]))
+    fine = 2 * (len(union) + 1)
+    placed = np.where(finite, x, union[0])
+    slot = edge_slots(placed, union)
+    on_edge = placed == union.take(np.maximum(slot - 1, 0))  # below u[0]: compared with u[0], never equal
+    cells = slot * 2 + 1
+    cells -= on_edge
+    cells[~finite] = fine
+    cells[nulls] = fine + 1
+    # each fine cell's lower bound u[k-1] and whether it is that bound exactly; cell 0 never fills
+    bound = np.concatenate([[-np.inf], union]).repeat(2)
+    exact = np.zeros(fine, dtype=bool)
+    exact[2::2] = True
+    out = []
+    for seg_cols, key in zip(cols, keys, strict=True):
+        grid = _per_segment(key, cells, fine + 2, len(seg_cols))
+        summaries = []
+        for i, col in enumerate(seg_cols):
+            e = np.asarray(col.edges, dtype=float)
+            to_slot = np.searchsorted(e, bound, side="right")
+            to_slot[exact & (bound == e[-1])] = len(e) - 1  # the last edge closes the last inner bin
+            counts = np.bincount(to_slot, weights=grid[i, :fine], minlength=len(e) + 1)
+            summaries.append(ColumnSummary(col.name, "numeric", tuple(int(c) for c in counts),
+                                           int(grid[i, :fine].sum()), int(grid[i, fine + 1]), int(grid[i, fine])))
+        out.append(summaries)
+    return out
+
+
+def _per_segment(key: np.ndarray, cells: np.ndarray, width: int, segments: int) -> np.ndarray:
+    """Rows per (segment, cell): one count over the combined index."""
+    return np.bincount(key * width + cells, minlength=segments * width).reshape(segments, width)
+
+
+def _finite_means(values: np.ndarray, key: np.ndarray, segments: int) -> list[float | None]:
+    finite = np.isfinite(values)
+    n = np.bincount(key[finite], minlength=segments)
+    total = np.bincount(key[finite], weights=values[finite], minlength=segments)
+    return [float(total[i] / n[i]) if n[i] else None for i in range(segments)]
