@@ -26,22 +26,17 @@ from monitoring_lib.drift.summaries import ColumnSummary, edge_slots
 
 
 def split_by_segment(df: pd.DataFrame, seg: SegmentProfile) -> list[pd.DataFrame]:
-    """The frame's rows per segment value, in the profile's order (one stable sort, then slices)."""
-    order, bounds = _order(df[seg.column], seg)
-    ordered = df.iloc[order]
-    return [ordered.iloc[bounds[i]:bounds[i + 1]] for i in range(len(seg.values))]
+    """The frame's rows per segment value, in the profile's order."""
+    return [df.iloc[rows] for rows in segment_positions(df[seg.column], seg)]
 
 
 def segment_positions(raw: pd.Series, seg: SegmentProfile) -> list[np.ndarray]:
-    """The positions of each segment value's rows, in the profile's order: for arrays aligned with the frame."""
-    order, bounds = _order(raw, seg)
-    return [order[bounds[i]:bounds[i + 1]] for i in range(len(seg.values))]
-
-
-def _order(raw: pd.Series, seg: SegmentProfile) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of each segment value's rows, in the profile's order (one stable sort, then slices): for
+    arrays aligned with the frame."""
     keys = segment_keys(raw, seg)
     order = np.argsort(keys, kind="stable")
-    return order, np.searchsorted(keys[order], np.arange(len(seg.values) + 1))
+    bounds = np.searchsorted(keys[order], np.arange(len(seg.values) + 1))
+    return [order[bounds[i]:bounds[i + 1]] for i in range(len(seg.values))]
 
 
 def frame_segment_counts(df: pd.DataFrame, profile: ReferenceProfile, cfg: EndpointConfig) -> list[SegmentCounts]:
